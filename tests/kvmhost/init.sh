@@ -1,0 +1,42 @@
+#!/bin/busybox sh
+# PID 1 of the emulated KVM host (L1). Loads kvm-amd and 9p, mounts the
+# host's root filesystem read-only at /host, mounts the control share and the
+# writable shares at their host paths, runs the command in a chroot, records
+# its exit status and powers off. Written by tests/kvmhost/run.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+say() { echo "kvmhost-init: $*" > /dev/ttyS0; }
+for m in $(cat /modules/order); do
+	insmod /modules/$m.ko 2>/dev/null || say "insmod $m failed"
+done
+ctl=$(sed -n 's/.*sm\.ctl=\([^ ]*\).*/\1/p' /proc/cmdline)
+mkdir -p /host
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host; then
+	say "cannot mount the host root over 9p"
+	poweroff -f
+fi
+mount -t tmpfs -o mode=1777 tmpfs /host/tmp
+mount -t tmpfs tmpfs /host/run
+mount --bind /dev /host/dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /host/dev/pts
+mount -t tmpfs tmpfs /host/dev/shm
+mount -t proc proc /host/proc
+mount -t sysfs sys /host/sys
+mkdir -p "/host$ctl"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 smctl "/host$ctl" || { say "cannot mount control share"; poweroff -f; }
+i=0
+while [ -f "/host$ctl/rw$i" ]; do
+	p=$(cat "/host$ctl/rw$i")
+	mkdir -p "/host$p" 2>/dev/null
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 "rw$i" "/host$p" || say "cannot mount $p"
+	i=$((i + 1))
+done
+[ -c /dev/kvm ] || say "no /dev/kvm in the emulated host (kvm-amd did not load)"
+chroot /host /bin/bash "$ctl/cmd.sh" > "/host$ctl/stdout" 2> "/host$ctl/stderr" < /dev/null
+echo $? > "/host$ctl/rc"
+sync
+poweroff -f

@@ -1,0 +1,26 @@
+#!/bin/bash
+# Self-test of tests/kvmhost/run: exit status, stdout and stderr come back,
+# a --rw directory is writable at the same path, /dev/kvm exists inside, and
+# --timeout stops a hung command with 124 and leaves no qemu behind.
+set -uo pipefail
+run="$(cd "$(dirname "$0")" && pwd)/run"
+rwdir=$(mktemp -d "${TMPDIR:-/var/tmp}/smkvmhost-selftest.XXXXXX")
+trap 'rm -rf "$rwdir"' EXIT
+fail() { echo "kvmhost selftest: FAIL: $*" >&2; exit 1; }
+
+out=$("$run" --rw "$rwdir" -- bash -c "test -c /dev/kvm || exit 90; echo to-stdout; echo to-stderr >&2; echo written > '$rwdir/f'; exit 7" 2>"$rwdir/stderr")
+rc=$?
+[ "$rc" = 7 ] || fail "exit status $rc, want 7 (90 = no /dev/kvm inside); stderr: $(cat "$rwdir/stderr")"
+[ "$out" = to-stdout ] || fail "stdout '$out'"
+grep -qx to-stderr "$rwdir/stderr" || fail "stderr did not come back"
+[ "$(cat "$rwdir/f" 2>/dev/null)" = written ] || fail "--rw share not written"
+
+before=$(pgrep -c qemu-system || true)
+start=$(date +%s)
+"$run" --timeout 5 -- sleep 600 2>/dev/null
+rc=$?
+[ "$rc" = 124 ] || fail "timeout exit status $rc, want 124"
+[ $(( $(date +%s) - start )) -lt 60 ] || fail "timeout took too long"
+after=$(pgrep -c qemu-system || true)
+[ "$after" -le "$before" ] || fail "qemu left running after timeout"
+echo "kvmhost selftest: PASS"
