@@ -1,0 +1,387 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* smrun: boot the guest kernel in our own KVM monitor with an initramfs
+ * holding the agent, run one command through the agent, print its output
+ * and exit with its status. A developer tool and the cold-boot baseline. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sm/version.h"
+#include "sm/vm.h"
+
+static const char usage[] =
+	"Usage: smrun --kernel VMLINUX [options] -- CMD [ARGS...]\n\n"
+	"Boot VMLINUX in a microVM, run CMD through the guest agent (stdin is\n"
+	"forwarded), print its output and exit with its status.\n\n"
+	"  --kernel FILE     uncompressed vmlinux (default: $SM_KERNEL)\n"
+	"  --initrd FILE     initramfs to boot as is (default: built on the fly with\n"
+	"                    the agent and busybox)\n"
+	"  --agent FILE      static agent for the built initramfs (default: $SM_AGENT,\n"
+	"                    else ../agent/sminit next to this program)\n"
+	"  --busybox FILE    busybox to include (default /bin/busybox if present)\n"
+	"  --no-busybox      initramfs with the agent only\n"
+	"  --write-initrd F  write the built initramfs to F and exit\n"
+	"  --mem MIB         guest memory in MiB (default 256)\n"
+	"  --cpus N          vCPUs (default 1)\n"
+	"  --append ARGS     extra kernel command line\n"
+	"  --console DEST    kernel console: '-' stderr (default), 'none', or a file\n"
+	"  --env K=V         environment for CMD (repeatable; default PATH and HOME)\n"
+	"  --workdir DIR     working directory for CMD (default /)\n"
+	"  --user UID[:GID]  run CMD as this user (default 0:0)\n"
+	"  --no-stdin        do not forward stdin (CMD reads /dev/null)\n"
+	"  --parallel N      run N copies of CMD at once (testing), exit with the\n"
+	"                    first non-zero status\n"
+	"  --timeout SECS    how long to wait for the agent (default 120)\n"
+	"  --timing          print a JSON line with boot timings to stderr\n"
+	"  --version, -h, --help\n\n"
+	"Exit status: CMD's status (128+N when killed by signal N; 127 when CMD\n"
+	"is not found, 126 when it cannot be run), 125 on a supermachine error.\n";
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int fail(const char *what, const struct sm_error *err)
+{
+	fprintf(stderr, "smrun: %s%s%s\n", what, err && err->msg[0] ? ": " : "",
+		err ? err->msg : "");
+	return 125;
+}
+
+static char *default_agent(void)
+{
+	const char *env = getenv("SM_AGENT");
+	if (env && *env)
+		return strdup(env);
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return NULL;
+	self[n] = 0;
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	char *out = NULL;
+	if (asprintf(&out, "%s/../agent/sminit", self) < 0)
+		return NULL;
+	return out;
+}
+
+static int read_whole(const char *path, void **out, size_t *len, struct sm_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return sm_error_errno(err, errno, "cannot open %s", path);
+	size_t cap = 1 << 20, n = 0;
+	char *p = malloc(cap);
+	size_t got;
+	while (p && (got = fread(p + n, 1, cap - n, f)) > 0) {
+		n += got;
+		if (n == cap) {
+			char *np = realloc(p, cap *= 2);
+			if (!np) {
+				free(p);
+				p = NULL;
+			}
+			p = np;
+		}
+	}
+	int bad = ferror(f) || !p;
+	fclose(f);
+	if (bad) {
+		free(p);
+		return sm_error_set(err, EIO, "cannot read %s", path);
+	}
+	*out = p;
+	*len = n;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	double t_start = now_ms();
+	const char *kernel = getenv("SM_KERNEL"), *initrd_path = NULL, *agent = NULL;
+	const char *busybox = "/bin/busybox", *append = NULL, *console = "-";
+	const char *workdir = "/", *write_initrd = NULL;
+	unsigned long mem = 256, cpus = 1, parallel = 1, timeout = 120;
+	unsigned long uid = 0, gid = 0;
+	int timing = 0, no_stdin = 0, busybox_set = 0;
+	const char **env = calloc((size_t)argc + 2, sizeof(char *));
+	uint32_t envc = 0;
+	int i;
+	if (!env)
+		return 125;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		char *end;
+#define NEED_ARG                                                                                   \
+	do {                                                                                       \
+		if (!v) {                                                                          \
+			fprintf(stderr, "smrun: %s needs an argument (see smrun --help)\n", a);    \
+			return 125;                                                                \
+		}                                                                                  \
+		i++;                                                                               \
+	} while (0)
+#define NUM_ARG(var, lo, hi)                                                                       \
+	do {                                                                                       \
+		NEED_ARG;                                                                          \
+		errno = 0;                                                                         \
+		var = strtoul(v, &end, 10);                                                        \
+		if (errno || *end || !*v || var < (lo) || var > (hi)) {                            \
+			fprintf(stderr, "smrun: bad value '%s' for %s\n", v, a);                   \
+			return 125;                                                                \
+		}                                                                                  \
+	} while (0)
+		if (!strcmp(a, "--")) {
+			i++;
+			break;
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			fputs(usage, stdout);
+			return 0;
+		} else if (!strcmp(a, "--version")) {
+			printf("smrun %s\n", SM_VERSION);
+			return 0;
+		} else if (!strcmp(a, "--kernel")) {
+			NEED_ARG;
+			kernel = v;
+		} else if (!strcmp(a, "--initrd")) {
+			NEED_ARG;
+			initrd_path = v;
+		} else if (!strcmp(a, "--agent")) {
+			NEED_ARG;
+			agent = v;
+		} else if (!strcmp(a, "--busybox")) {
+			NEED_ARG;
+			busybox = v;
+			busybox_set = 1;
+		} else if (!strcmp(a, "--no-busybox")) {
+			busybox = NULL;
+		} else if (!strcmp(a, "--write-initrd")) {
+			NEED_ARG;
+			write_initrd = v;
+		} else if (!strcmp(a, "--mem")) {
+			NUM_ARG(mem, 16, 3072);
+		} else if (!strcmp(a, "--cpus")) {
+			NUM_ARG(cpus, 1, 64);
+		} else if (!strcmp(a, "--append")) {
+			NEED_ARG;
+			append = v;
+		} else if (!strcmp(a, "--console")) {
+			NEED_ARG;
+			console = v;
+		} else if (!strcmp(a, "--env")) {
+			NEED_ARG;
+			if (!strchr(v, '=')) {
+				fprintf(stderr, "smrun: --env wants K=V, got '%s'\n", v);
+				return 125;
+			}
+			env[envc++] = v;
+		} else if (!strcmp(a, "--workdir")) {
+			NEED_ARG;
+			workdir = v;
+		} else if (!strcmp(a, "--user")) {
+			NEED_ARG;
+			errno = 0;
+			uid = strtoul(v, &end, 10);
+			gid = uid;
+			if (*end == ':')
+				gid = strtoul(end + 1, &end, 10);
+			if (errno || *end || end == v || uid > 0xfffffffe || gid > 0xfffffffe) {
+				fprintf(stderr, "smrun: bad --user '%s' (want UID[:GID])\n", v);
+				return 125;
+			}
+		} else if (!strcmp(a, "--no-stdin")) {
+			no_stdin = 1;
+		} else if (!strcmp(a, "--parallel")) {
+			NUM_ARG(parallel, 1, 64);
+		} else if (!strcmp(a, "--timeout")) {
+			NUM_ARG(timeout, 1, 86400);
+		} else if (!strcmp(a, "--timing")) {
+			timing = 1;
+		} else {
+			fprintf(stderr, "smrun: unknown argument '%s' (see smrun --help)\n", a);
+			return 125;
+		}
+	}
+	if (i >= argc && !write_initrd) {
+		fprintf(stderr, "smrun: no command given (smrun [options] -- CMD [ARGS...])\n");
+		return 125;
+	}
+	if (envc == 0) {
+		env[envc++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+		env[envc++] = "HOME=/root";
+	}
+	if (busybox && !busybox_set && access(busybox, X_OK) != 0)
+		busybox = NULL;
+	signal(SIGPIPE, SIG_IGN);
+
+	struct sm_error err = {0};
+	void *initrd = NULL;
+	size_t initrd_len = 0;
+	if (initrd_path) {
+		if (read_whole(initrd_path, &initrd, &initrd_len, &err) < 0)
+			return fail("initrd", &err);
+	} else {
+		char *ap = agent ? strdup(agent) : default_agent();
+		if (!ap)
+			return fail("cannot locate the agent; pass --agent", NULL);
+		int r = vm_initramfs_build(ap, busybox, &initrd, &initrd_len, &err);
+		free(ap);
+		if (r < 0)
+			return fail("cannot build the initramfs", &err);
+	}
+	if (write_initrd) {
+		FILE *f = fopen(write_initrd, "wb");
+		if (!f || fwrite(initrd, 1, initrd_len, f) != initrd_len || fclose(f) != 0) {
+			fprintf(stderr, "smrun: cannot write %s: %s\n", write_initrd,
+				strerror(errno));
+			return 125;
+		}
+		free(initrd);
+		return 0;
+	}
+	if (!kernel)
+		return fail("no kernel: pass --kernel or set SM_KERNEL", NULL);
+	if (vm_kvm_require_usable(&err) < 0)
+		return fail("KVM", &err);
+	double t_initrd = now_ms();
+
+	int console_fd = 2;
+	if (!strcmp(console, "none")) {
+		console_fd = -1;
+	} else if (strcmp(console, "-") != 0) {
+		console_fd = open(console, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (console_fd < 0) {
+			fprintf(stderr, "smrun: cannot open %s: %s\n", console, strerror(errno));
+			return 125;
+		}
+	}
+
+	char dir[] = "/tmp/smrun-XXXXXX";
+	if (!mkdtemp(dir)) {
+		fprintf(stderr, "smrun: mkdtemp: %s\n", strerror(errno));
+		return 125;
+	}
+	char uds[128], ready_path[160];
+	snprintf(uds, sizeof(uds), "%s/vsock", dir);
+	snprintf(ready_path, sizeof(ready_path), "%s_%d", uds, VM_AGENT_READY_PORT);
+	int rc = 125, ready_fd = -1, conn = -1;
+	struct vm *vm = NULL;
+	struct vm_agent_job *jobs = NULL;
+	double t_created = 0, t_ready = 0, t_done = 0;
+
+	ready_fd = vm_agent_ready_listen(uds, &err);
+	if (ready_fd < 0) {
+		rc = fail("vsock", &err);
+		goto out;
+	}
+	struct vm_config cfg = {
+		.kernel_path = kernel,
+		.initrd = initrd,
+		.initrd_len = initrd_len,
+		.mem_mib = mem,
+		.ncpus = (int)cpus,
+		.cmdline_extra = append,
+		.console_fd = console_fd,
+		.vsock_uds = uds,
+	};
+	if (vm_create(&vm, &cfg, &err) < 0) {
+		rc = fail("cannot create the VM", &err);
+		goto out;
+	}
+	free(initrd); /* copied into guest memory */
+	initrd = NULL;
+	if (vm_start(vm, &err) < 0) {
+		rc = fail("cannot start the VM", &err);
+		goto out;
+	}
+	t_created = now_ms();
+	if (vm_agent_wait_ready(ready_fd, vm_stopped_fd(vm), (int)timeout * 1000, &err) < 0)
+		goto vm_failed;
+	t_ready = now_ms();
+	conn = vm_agent_connect(uds, VM_AGENT_PORT, (int)timeout * 1000, &err);
+	if (conn < 0)
+		goto vm_failed;
+
+	jobs = calloc(parallel, sizeof(*jobs));
+	if (!jobs)
+		goto out;
+	for (unsigned long j = 0; j < parallel; j++) {
+		jobs[j].exec = (struct vm_agent_exec){
+			.uid = (uint32_t)uid,
+			.gid = (uint32_t)gid,
+			.flags = (!no_stdin && j == 0 && parallel == 1) ? VM_AGENT_EXEC_STDIN : 0,
+			.cwd = workdir,
+			.argv = (const char *const *)&argv[i],
+			.argc = (uint32_t)(argc - i),
+			.env = env,
+			.envc = envc,
+		};
+		jobs[j].stdin_fd = 0;
+		jobs[j].stdout_fd = 1;
+		jobs[j].stderr_fd = 2;
+	}
+	if (vm_agent_run(conn, jobs, (int)parallel, vm_stopped_fd(vm), &err) < 0)
+		goto vm_failed;
+	t_done = now_ms();
+	rc = 0;
+	for (unsigned long j = 0; j < parallel && rc == 0; j++) {
+		if (jobs[j].exec_errno) {
+			fprintf(stderr, "smrun: %s\n", jobs[j].error);
+			rc = jobs[j].exec_errno == ENOENT   ? 127
+			     : jobs[j].exec_errno == EACCES ? 126
+							    : 125;
+		} else {
+			rc = jobs[j].signaled ? 128 + jobs[j].code : jobs[j].code;
+		}
+	}
+	if (timing)
+		fprintf(stderr,
+			"{\"smrun_timing\":1,\"initrd_ms\":%.1f,\"vm_create_ms\":%.1f,"
+			"\"start_to_ready_ms\":%.1f,\"exec_ms\":%.1f,\"total_ms\":%.1f}\n",
+			t_initrd - t_start, t_created - t_initrd, t_ready - t_start,
+			t_done - t_ready, t_done - t_start);
+	goto out;
+
+vm_failed : {
+	struct sm_error verr = {0};
+	int stopped = 0;
+	struct pollfd p = {.fd = vm_stopped_fd(vm), .events = POLLIN};
+	stopped = poll(&p, 1, 0) > 0;
+	fprintf(stderr, "smrun: %s\n", err.msg);
+	if (stopped) {
+		enum vm_stop_reason why = vm_wait(vm, &verr);
+		const char *names[] = {"running", "stop requested", "guest reset (reboot or panic)",
+				       "guest shutdown", "monitor error"};
+		fprintf(stderr, "smrun: the VM stopped: %s%s%s\n",
+			names[why <= VM_STOP_ERROR ? why : 0], verr.msg[0] ? ": " : "", verr.msg);
+	}
+	rc = 125;
+}
+out:
+	if (conn >= 0)
+		close(conn);
+	vm_destroy(vm);
+	if (ready_fd >= 0)
+		close(ready_fd);
+	unlink(ready_path);
+	unlink(uds);
+	rmdir(dir);
+	free(initrd);
+	free(jobs);
+	free(env);
+	return rc;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private structures of the VM monitor, shared by the files of vm/. */
+#pragma once
+
+#include <linux/kvm.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "sm/vm.h"
+
+struct vm_serial {
+	pthread_mutex_t lock;
+	uint8_t ier, iir_fifo, lcr, mcr, scr, dll, dlm;
+	int thre_pending;
+	int line; /* current IRQ line level */
+	int out_fd;
+	char buf[256];
+	size_t buf_len;
+	void (*set_irq)(void *ctx, int level);
+	void *irq_ctx;
+};
+
+void vm_serial_init(struct vm_serial *s, int out_fd, void (*set_irq)(void *, int), void *ctx);
+void vm_serial_flush(struct vm_serial *s);
+void vm_serial_destroy(struct vm_serial *s);
+void vm_serial_io(struct vm_vcpu *vcpu, uint64_t off, uint8_t *data, uint32_t len, int is_write,
+		  void *opaque);
+
+/* i8042: port 0x60 and 0x64; a 0xfe command on 0x64 resets the VM. */
+void vm_i8042_io(struct vm_vcpu *vcpu, uint64_t off, uint8_t *data, uint32_t len, int is_write,
+		 void *opaque);
+
+/* Stop the VM from a vCPU or device thread with a reason. */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason why, const struct sm_error *err);
+
+struct vm_vcpu {
+	struct vm *vm;
+	int id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	int started;
+};
+
+struct virtio_vsock;
+
+/* Host-side work of vsock, run in the I/O thread. */
+int virtio_vsock_poll_fds(struct virtio_vsock *v, struct pollfd *fds, int maxfds);
+void virtio_vsock_process(struct virtio_vsock *v);
