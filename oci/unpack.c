@@ -204,7 +204,7 @@ static void split_path(char *path, const char **parent, const char **base)
 static int open_parent(struct unpack *u, const char *rel, struct sm_error *err)
 {
 	int fd = open_beneath(u, rel, 0);
-	if (fd >= 0 || errno != ENOENT) {
+	if (fd >= 0 || (errno != ENOENT && errno != ENOTDIR)) {
 		if (fd < 0)
 			return sm_error_errno(err, errno, "cannot open directory '%s' in the layer",
 					      rel);
@@ -218,8 +218,20 @@ static int open_parent(struct unpack *u, const char *rel, struct sm_error *err)
 		if (slash)
 			*slash = '\0';
 		int nfd = open_beneath(u, buf, 0);
+		const char *comp = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
+		struct stat st;
+		if (nfd < 0 && errno == ENOTDIR &&
+		    fstatat(cur, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode) &&
+		    !S_ISLNK(st.st_mode)) {
+			/* a non-directory where a later entry needs a directory */
+			if (unlinkat(cur, comp, 0) < 0) {
+				int e = errno;
+				close(cur);
+				return sm_error_errno(err, e, "cannot replace '%s'", buf);
+			}
+			errno = ENOENT;
+		}
 		if (nfd < 0 && errno == ENOENT) {
-			const char *comp = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
 			if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST) {
 				int e = errno;
 				close(cur);

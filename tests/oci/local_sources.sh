@@ -1,0 +1,75 @@
+#!/bin/sh
+# smbake --unpack-only from oci:DIR and docker-archive:FILE, compared file by
+# file with `umoci unpack` of the same image; concurrent unpacks; a corrupt
+# blob leaves nothing in the cache; failures give exit 125 and one line.
+# Usage: local_sources.sh SMBAKE SRCDIR
+set -eu
+smbake=$1
+src=$2
+command -v umoci >/dev/null || { echo "SKIP: umoci not installed"; exit 77; }
+t=$(mktemp -d /tmp/sm-oci-local-XXXXXX)
+trap 'rm -rf "$t"' EXIT
+export SM_CACHE=$t/cache
+fail() { echo "FAIL: $*"; exit 1; }
+
+sh "$src/tests/fixtures/mkbusybox.sh" "$t/img" || exit $?
+umoci unpack --image "$t/img/oci:latest" "$t/ref" >/dev/null
+
+"$smbake" --unpack-only "oci:$t/img/oci:latest" -o "$t/out-oci" || fail "oci: unpack"
+python3 "$src/tests/oci/compare_trees.py" "$t/ref/rootfs" "$t/out-oci" || fail "oci: tree differs from umoci"
+"$smbake" --unpack-only "docker-archive:$t/img/busybox.tar" -o "$t/out-arch" || fail "docker-archive: unpack"
+python3 "$src/tests/oci/compare_trees.py" "$t/ref/rootfs" "$t/out-arch" || fail "docker-archive: tree differs"
+[ "$(cat "$t/out-oci/etc/motd")" = changed ] || fail "second layer not applied"
+[ ! -e "$t/out-oci/etc/motd.hard" ] || fail "whiteout not applied"
+python3 - "$t/out-oci.config.json" <<'PY' || fail "run config"
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert c["Entrypoint"] == ["/bin/sh"], c
+assert c["Cmd"] == ["-c", "echo hi"], c
+assert "GREETING=hello" in c["Env"], c
+assert c["WorkingDir"] == "/root" and c["User"] == "0:0", c
+assert c["ExposedPorts"] == ["8080/tcp"] and c["StopSignal"] == "SIGTERM", c
+PY
+[ "$(ls "$SM_CACHE/rootfs" | wc -l)" -eq 1 ] || fail "both sources should share one rootfs"
+"$t/out-oci/bin/busybox" true || fail "unpacked busybox does not run"
+
+# two concurrent unpacks of the same image into a fresh cache
+export SM_CACHE=$t/cache2
+"$smbake" --unpack-only "oci:$t/img/oci" -o "$t/c1" & p1=$!
+"$smbake" --unpack-only "oci:$t/img/oci" -o "$t/c2" & p2=$!
+wait $p1 || fail "concurrent unpack 1"
+wait $p2 || fail "concurrent unpack 2"
+python3 "$src/tests/oci/compare_trees.py" "$t/c1" "$t/c2" >/dev/null || fail "concurrent trees differ"
+[ "$(ls "$SM_CACHE/rootfs" | wc -l)" -eq 1 ] || fail "concurrent unpacks made two rootfs"
+[ "$(ls -A "$SM_CACHE/tmp" | wc -l)" -eq 0 ] || fail "temp leftovers"
+
+# errors: exit 125 and a single line
+check_err() {
+	expect=$1; shift
+	set +e
+	"$smbake" "$@" >"$t/stdout" 2>"$t/stderr"; rc=$?
+	set -e
+	[ $rc -eq 125 ] || fail "$*: exit $rc, want 125"
+	[ "$(wc -l <"$t/stderr")" -eq 1 ] || fail "$*: not one line: $(cat "$t/stderr")"
+	grep -q -- "$expect" "$t/stderr" || fail "$*: message lacks '$expect': $(cat "$t/stderr")"
+}
+check_err "not an OCI image layout" --unpack-only "oci:$t/nonexistent" -o "$t/x1"
+check_err "no image tagged 'nope'" --unpack-only "oci:$t/img/oci:nope" -o "$t/x2"
+echo garbage >"$t/garbage.tar"
+check_err "docker-archive" --unpack-only "docker-archive:$t/garbage.tar" -o "$t/x3"
+check_err "not empty" --unpack-only "oci:$t/img/oci" -o "$t/img"
+check_err "not implemented yet" "oci:$t/img/oci" -o "$t/snap"
+check_err "missing IMAGE" --unpack-only -o "$t/x4"
+
+# a layer blob whose bytes do not match its digest: rejected, nothing cached
+export SM_CACHE=$t/cache3
+cp -r "$t/img/oci" "$t/bad"
+big=$(ls -S "$t/bad/blobs/sha256" | head -1)
+chmod u+w "$t/bad/blobs/sha256/$big"
+printf 'X' | dd of="$t/bad/blobs/sha256/$big" bs=1 seek=100 conv=notrunc 2>/dev/null
+check_err "digest mismatch" --unpack-only "oci:$t/bad" -o "$t/x5"
+[ ! -e "$SM_CACHE/blobs/sha256/$big" ] || fail "corrupt blob entered the cache"
+[ "$(ls -A "$SM_CACHE/rootfs" | wc -l)" -eq 0 ] || fail "rootfs left behind"
+[ "$(ls -A "$SM_CACHE/tmp" | wc -l)" -eq 0 ] || fail "temp leftovers after mismatch"
+[ ! -e "$t/x5" ] || fail "output dir created on failure"
+echo "PASS"
