@@ -385,7 +385,7 @@ int fmt_reader_meta(struct fmt_reader *r, char **json, struct sm_error *err)
 static int crc_section(struct fmt_reader *r, const struct fmt_section_info *s, uint32_t *crc,
 		       struct sm_error *err)
 {
-	size_t bufsz = 1u << 20;
+	size_t bufsz = s->length < (1u << 20) ? (size_t)s->length + 1 : 1u << 20;
 	unsigned char *buf = malloc(bufsz);
 	if (!buf)
 		return sm_error_errno(err, ENOMEM, "cannot allocate");
