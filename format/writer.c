@@ -92,10 +92,10 @@ int fmt_writer_create(struct fmt_writer **out, const char *path, const struct fm
 	if (!w->opts.frame_size)
 		w->opts.frame_size = FMT_DEFAULT_FRAME;
 	if (w->opts.frame_size % FMT_PAGE_SIZE || w->opts.frame_size > FMT_MAX_FRAME) {
+		uint32_t fs = w->opts.frame_size;
 		fmt_writer_free(w);
 		return sm_error_set(err, EINVAL,
-				    "frame size %u is not a multiple of 4096 up to 64 MiB",
-				    w->opts.frame_size);
+				    "frame size %u is not a multiple of 4096 up to 64 MiB", fs);
 	}
 	if (w->opts.level < ZSTD_minCLevel() || w->opts.level > ZSTD_maxCLevel()) {
 		int lvl = w->opts.level;
