@@ -22,8 +22,8 @@
 #define SERIAL_IRQ     4
 
 #define VM_BASE_CMDLINE                                                                            \
-	"console=ttyS0 reboot=k panic=-1 pci=off nomodules i8042.noaux i8042.nomux "               \
-	"i8042.dumbkbd tsc=reliable no_timer_check rdinit=/init"
+	"console=ttyS0 reboot=k panic=-1 pci=off nomodules quiet "                                 \
+	"i8042.nokbd i8042.noaux tsc=reliable no_timer_check rdinit=/init"
 
 struct vm_virtio_slot {
 	struct virtio_mmio t;
@@ -40,6 +40,7 @@ struct vm {
 	struct vm_vcpu vcpus[VM_MAX_VCPUS];
 	struct vm_io_bus pio, mmio;
 	struct vm_serial serial;
+	struct vm_i8042 i8042;
 	struct vm_virtio_slot virtio[VM_MAX_VIRTIO];
 	int n_virtio;
 	struct virtio_rng rng;
@@ -595,9 +596,10 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 	/* Legacy devices. */
 	snprintf(vm->cmdline, sizeof(vm->cmdline), "%s", VM_BASE_CMDLINE);
 	vm_serial_init(&vm->serial, cfg->console_fd, serial_set_irq, vm);
+	vm_i8042_init(&vm->i8042, vm);
 	r = vm_io_bus_register(&vm->pio, 0x3f8, 8, vm_serial_io, &vm->serial, err);
 	if (r == 0)
-		r = vm_io_bus_register(&vm->pio, 0x60, 5, vm_i8042_io, vm, err);
+		r = vm_io_bus_register(&vm->pio, 0x60, 5, vm_i8042_io, &vm->i8042, err);
 	if (r < 0)
 		return r;
 

@@ -27,7 +27,16 @@ void vm_serial_destroy(struct vm_serial *s);
 void vm_serial_io(struct vm_vcpu *vcpu, uint64_t off, uint8_t *data, uint32_t len, int is_write,
 		  void *opaque);
 
-/* i8042: port 0x60 and 0x64; a 0xfe command on 0x64 resets the VM. */
+/* i8042: ports 0x60 and 0x64 (registered as 0x60 + 5); command 0xfe on 0x64
+ * resets the VM. */
+struct vm_i8042 {
+	pthread_mutex_t lock;
+	struct vm *vm;
+	uint8_t ctr, pending;
+	uint8_t out[8];
+	int out_n;
+};
+void vm_i8042_init(struct vm_i8042 *k, struct vm *vm);
 void vm_i8042_io(struct vm_vcpu *vcpu, uint64_t off, uint8_t *data, uint32_t len, int is_write,
 		 void *opaque);
 
