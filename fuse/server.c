@@ -55,6 +55,8 @@ static int take(struct body *b, void *dst, size_t n)
 {
 	if (n > b->len - b->pos)
 		return -EINVAL;
+	if (n == 0)
+		return 0;
 	memcpy(dst, b->p + b->pos, n);
 	b->pos += n;
 	return 0;
@@ -63,6 +65,8 @@ static int take(struct body *b, void *dst, size_t n)
 /* A NUL-terminated string within the body; NULL when unterminated. */
 static const char *take_str(struct body *b)
 {
+	if (b->pos >= b->len)
+		return NULL;
 	const char *s = (const char *)b->p + b->pos;
 	const void *nul = memchr(s, '\0', b->len - b->pos);
 	if (!nul)
