@@ -1049,10 +1049,25 @@ static int node_path(struct passthrough *p, struct pnode *n, char *out, size_t s
 	return 0;
 }
 
-static int cmp_u64(const void *a, const void *b)
+struct order {
+	uint64_t depth, id;
+};
+
+/* Parents before children: by depth, then node id. */
+static int cmp_order(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
+	const struct order *x = a, *y = b;
+	if (x->depth != y->depth)
+		return x->depth < y->depth ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static uint64_t depth_of(struct passthrough *p, struct pnode *n)
+{
+	uint64_t d = 0;
+	for (struct pnode *c = n; c && c != &p->root && d <= MAX_DEPTH; c = c->parent)
+		d++;
+	return d;
 }
 
 static int pt_snapshot(struct fuse_backend *be, void **blob, size_t *len, struct sm_error *err)
@@ -1062,10 +1077,10 @@ static int pt_snapshot(struct fuse_backend *be, void **blob, size_t *len, struct
 	if (buf_room(&b, PT_HDR) < 0)
 		return sm_error_errno(err, ENOMEM, "passthrough snapshot");
 	b.len = PT_HDR;
-	/* Parents first: emit in nodeid order (a parent is always older). */
+	/* Parents first: a node's parent is one level closer to the root. */
 	uint32_t nn = 0;
 	char *path = malloc(PATH_MAX);
-	uint64_t *ids = NULL;
+	struct order *ids = NULL;
 	size_t nids = 0, aids = 0;
 	if (!path)
 		goto nomem;
@@ -1073,16 +1088,17 @@ static int pt_snapshot(struct fuse_backend *be, void **blob, size_t *len, struct
 		for (struct pnode *n = p->by_id[h]; n; n = n->next_id) {
 			if (nids == aids) {
 				aids = aids ? aids * 2 : 256;
-				uint64_t *ni = realloc(ids, aids * sizeof(*ni));
+				struct order *ni = realloc(ids, aids * sizeof(*ni));
 				if (!ni)
 					goto nomem;
 				ids = ni;
 			}
-			ids[nids++] = n->nodeid;
+			ids[nids].depth = depth_of(p, n);
+			ids[nids++].id = n->nodeid;
 		}
-	qsort(ids, nids, sizeof(*ids), cmp_u64);
+	qsort(ids, nids, sizeof(*ids), cmp_order);
 	for (size_t i = 0; i < nids; i++) {
-		struct pnode *n = find_id(p, ids[i]);
+		struct pnode *n = find_id(p, ids[i].id);
 		if (node_path(p, n, path, PATH_MAX) < 0)
 			continue;
 		uint64_t parent = n->parent ? n->parent->nodeid : 0;

@@ -213,8 +213,10 @@ int fuse_server_restore(struct fuse_server *s, const void *blob, size_t len, str
 /* How the VMM maps file ranges into the guest's window. gpa_off is the
  * offset inside the window; fd is borrowed for the call; prot is PROT_READ
  * and/or PROT_WRITE. map over an already mapped range (a prot upgrade of the
- * same slot) must replace it. Both return 0 or -errno. Called with the
- * session lock held: they must not call back into the session. */
+ * same slot) must replace it. Both return 0 or -errno. map is called
+ * WITHOUT the session lock (the slot is marked busy meanwhile), possibly
+ * from several threads at once for disjoint ranges; unmap is called with
+ * the lock held. Neither may call back into the session. */
 struct fuse_dax_mapper {
 	int (*map)(void *ctx, uint64_t gpa_off, int fd, uint64_t foffset, uint64_t len, int prot);
 	int (*unmap)(void *ctx, uint64_t gpa_off, uint64_t len);

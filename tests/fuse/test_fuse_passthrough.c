@@ -245,6 +245,15 @@ static void test_node_snapshot_restore(void **state)
 	assert_int_equal(tc_create(&c, FUSE_ROOT_ID, "before", 0644, O_RDWR, &moved, &fh_file), 0);
 	assert_int_equal(tc_write(&c, moved.nodeid, fh_file, 0, "MOVED", 5), 5);
 	assert_int_equal(tc_rename2(&c, FUSE_ROOT_ID, "before", sub.nodeid, "after", 0), 0);
+	/* A directory made after a file, the file moved into it: the parent
+	 * has the larger node id. */
+	struct fuse_entry_out late, older;
+	uint64_t fh_older;
+	assert_int_equal(tc_create(&c, FUSE_ROOT_ID, "older", 0644, O_RDWR, &older, &fh_older), 0);
+	assert_int_equal(tc_write(&c, older.nodeid, fh_older, 0, "OLD", 3), 3);
+	assert_int_equal(tc_mkdir(&c, FUSE_ROOT_ID, "late", 0755, &late), 0);
+	assert_true(late.nodeid > older.nodeid);
+	assert_int_equal(tc_rename2(&c, FUSE_ROOT_ID, "older", late.nodeid, "in-late", 0), 0);
 	/* An unlinked node has no path: it is left out. */
 	struct fuse_entry_out gone;
 	uint64_t fh_gone;
@@ -272,6 +281,10 @@ static void test_node_snapshot_restore(void **state)
 	char buf[64];
 	assert_int_equal(tc_read(&r, moved.nodeid, fh_file, 0, sizeof(buf), buf), 5);
 	assert_memory_equal(buf, "MOVED", 5);
+	assert_int_equal(tc_read(&r, older.nodeid, fh_older, 0, sizeof(buf), buf), 3);
+	assert_memory_equal(buf, "OLD", 3);
+	assert_int_equal(tc_getattr(&r, late.nodeid, &a), 0);
+	assert_true(S_ISDIR(a.mode));
 	char list[512];
 	assert_int_equal(tc_readdir_all(&r, sub.nodeid, fh_dir, 0, list, sizeof(list)), 0);
 	assert_non_null(strstr(list, "inner,"));
