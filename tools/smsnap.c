@@ -78,7 +78,7 @@ static const char usage_pack[] =
 	"                           add FILE as an opaque section; TYPE is vcpu, vmstate,\n"
 	"                           mmio, device, dax or fuse-nodes (repeatable)\n"
 	"  -o, --output SNAP        snapshot to write\n"
-	"      --frame-size BYTES   non-zero guest bytes per zstd frame (default 65536)\n"
+	"      --frame-size BYTES   non-zero guest bytes per zstd frame (default 16384)\n"
 	"      --level N            zstd level (default 3)\n"
 	"  -j, --threads N          compression threads (default: online CPUs)\n"
 	"  -h, --help               show this help\n"

@@ -66,7 +66,7 @@ struct fmt_writer_opts {
 	uint32_t frame_size; /* bytes of non-zero guest pages per memory frame,
 			      * multiple of 4096, <= 64 MiB; 0 = FMT_DEFAULT_FRAME */
 };
-#define FMT_DEFAULT_FRAME (64u * 1024u)
+#define FMT_DEFAULT_FRAME (16u * 1024u)
 
 struct fmt_writer;
 
