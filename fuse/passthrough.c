@@ -384,8 +384,15 @@ static int handle_new(struct passthrough *p, struct pnode *n, int fd, uint32_t f
 	return 0;
 }
 
+/* The open(2) flags a guest may pass through; everything else is dropped
+ * (O_PATH, O_TMPFILE, O_NOATIME, kernel-internal bits, ...). */
+#define GUEST_OPEN_FLAGS                                                                           \
+	(O_ACCMODE | O_APPEND | O_TRUNC | O_NONBLOCK | O_DSYNC | O_SYNC | O_DIRECT | O_LARGEFILE | \
+	 O_DIRECTORY | O_EXCL)
+
 static int reopen(struct pnode *n, int flags)
 {
+	flags &= GUEST_OPEN_FLAGS;
 	char path[64];
 	proc_path(path, sizeof(path), n->fd);
 	int fd = open(path, (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC);
@@ -869,7 +876,7 @@ static int pt_create(struct fuse_backend *be, uint64_t parent, const char *name,
 	int r = get_node(p, parent, &d);
 	if (r < 0)
 		return r;
-	int fd = open_beneath(p, d->fd, name, (int)(flags & ~(uint32_t)O_NOCTTY) | O_CREAT,
+	int fd = open_beneath(p, d->fd, name, (int)(flags & GUEST_OPEN_FLAGS) | O_CREAT,
 			      (mode & 07777) & ~c->umask);
 	if (fd < 0)
 		return fd;

@@ -185,12 +185,10 @@ static size_t reply_open(struct reply *r, uint64_t fh, uint32_t open_flags)
 }
 
 static const uint8_t mutating[FUSE_OPCODE_MAX] = {
-	[FUSE_SETATTR] = 1, [FUSE_SYMLINK] = 1,	  [FUSE_MKNOD] = 1,
-	[FUSE_MKDIR] = 1,   [FUSE_UNLINK] = 1,	  [FUSE_RMDIR] = 1,
-	[FUSE_RENAME] = 1,  [FUSE_RENAME2] = 1,	  [FUSE_LINK] = 1,
-	[FUSE_WRITE] = 1,   [FUSE_SETXATTR] = 1,  [FUSE_REMOVEXATTR] = 1,
-	[FUSE_CREATE] = 1,  [FUSE_FALLOCATE] = 1, [FUSE_COPY_FILE_RANGE] = 1,
-	[FUSE_TMPFILE] = 1,
+	[FUSE_SETATTR] = 1, [FUSE_SYMLINK] = 1,	  [FUSE_MKNOD] = 1,    [FUSE_MKDIR] = 1,
+	[FUSE_UNLINK] = 1,  [FUSE_RMDIR] = 1,	  [FUSE_RENAME] = 1,   [FUSE_RENAME2] = 1,
+	[FUSE_LINK] = 1,    [FUSE_WRITE] = 1,	  [FUSE_SETXATTR] = 1, [FUSE_REMOVEXATTR] = 1,
+	[FUSE_CREATE] = 1,  [FUSE_FALLOCATE] = 1,
 };
 
 /* ---- INIT / DESTROY ---------------------------------------------------- */
@@ -1048,6 +1046,11 @@ int fuse_server_new(const struct fuse_server_config *cfg, struct fuse_backend *b
 	*out = NULL;
 	if (!be)
 		return sm_error_set(err, EINVAL, "fuse server: no backend");
+	struct fuse_server_config defaults;
+	if (!cfg) {
+		fuse_server_config_init(&defaults);
+		cfg = &defaults;
+	}
 	if (cfg->max_write < 4096 || cfg->max_write > FUSE_MAX_MAX_PAGES * 4096u ||
 	    cfg->max_write % 4096) {
 		fuse_backend_free(be);

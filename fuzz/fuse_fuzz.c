@@ -5,7 +5,8 @@
  * snapshot blobs against a passthrough backend. Built by
  * fuzz/run_fuse_fuzz.sh with clang -fsanitize=fuzzer,address,undefined.
  *
- * Input: byte 0 picks the mode (0-1 requests, 2 DAX blob, 3 node table).
+ * Input: byte 0 picks the mode (0 requests on memfs, 1 requests on a
+ * read-only passthrough tree, 2 DAX blob, 3 node table).
  * Requests: repeated [out_sel u8][flags u8][len u16 LE][len bytes]; flags
  * bit 0 rewrites the header's len to the real length, bits 1-2 split the
  * request over up to 4 iovecs.
@@ -74,6 +75,18 @@ static size_t send(struct fuse_server *s, uint32_t op, uint64_t nodeid, const vo
 	return fuse_server_handle(s, &iv, 1, &ov, 1);
 }
 
+static void remove_tree(void)
+{
+	char p[128];
+	snprintf(p, sizeof(p), "%s/d/b", tree);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/d", tree);
+	rmdir(p);
+	snprintf(p, sizeof(p), "%s/a", tree);
+	unlink(p);
+	rmdir(tree);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc, (void)argv;
@@ -93,10 +106,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(p, sizeof(p), "%s/d/b", tree);
 	if (symlink("/etc/passwd", p) < 0)
 		abort();
+	atexit(remove_tree);
 	return 0;
 }
 
-static void fuzz_requests(const uint8_t *data, size_t size)
+/* passthrough: read-only over the fixed tree, so nothing on disk changes. */
+static void fuzz_requests(const uint8_t *data, size_t size, int passthrough)
 {
 	struct sm_error err;
 	struct fuse_backend *be;
@@ -104,8 +119,10 @@ static void fuzz_requests(const uint8_t *data, size_t size)
 	struct fuse_dax *d;
 	struct fuse_server_config cfg;
 	fuse_server_config_init(&cfg);
+	cfg.read_only = passthrough;
 	struct fuse_dax_mapper m = {.map = nop_map, .unmap = nop_unmap};
-	if (fuse_memfs_new(&be, &err) < 0 || fuse_server_new(&cfg, be, &s, &err) < 0)
+	int r = passthrough ? fuse_passthrough_new(tree, &be, &err) : fuse_memfs_new(&be, &err);
+	if (r < 0 || fuse_server_new(&cfg, be, &s, &err) < 0)
 		abort();
 	if (fuse_dax_new(1ull << 32, 4ull << 20, 2ull << 20, &m, &d, &err) < 0)
 		abort();
@@ -206,7 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	switch (data[0] & 3) {
 	case 0:
 	case 1:
-		fuzz_requests(data + 1, size - 1);
+		fuzz_requests(data + 1, size - 1, data[0] & 1);
 		break;
 	case 2:
 		fuzz_dax_blob(data + 1, size - 1);

@@ -55,6 +55,8 @@ for nid, gen, nl, par, path in nodes:
 pt += struct.pack("<QQII", 0, 2, 0, 0)
 fusn = b"FUSN" + struct.pack("<IIIQQ", 1, 1, 36, 0, len(pt)) + pt
 seeds["node_table"] = b"\x03" + fusn
+for name in ["lookup", "open_read", "readdirplus", "getattr", "xattr", "setupmapping"]:
+    seeds[name + "_pt"] = b"\x01" + seeds[name][1:]  # same requests, read-only passthrough
 for name, data in seeds.items():
     with open(os.path.join(here, name), "wb") as f:
         f.write(data)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Every opcode through fuse_server_handle, against memfs and passthrough. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -502,6 +503,71 @@ static void test_trace_file(void **state)
 	assert_non_null(strstr(buf, "error=-2"));
 }
 
+struct worker {
+	struct fuse_server *s;
+	int id;
+	int ok;
+};
+
+/* Each thread: its own client state, its own names, a shared directory. */
+static void *worker(void *arg)
+{
+	struct worker *w = arg;
+	struct tc c;
+	memset(&c, 0, sizeof(c));
+	c.s = w->s;
+	c.unique = (uint64_t)w->id << 40;
+	c.out = malloc(TC_OUT_CAP);
+	c.req = malloc(TC_OUT_CAP);
+	char name[32], buf[64];
+	for (int i = 0; i < 200; i++) {
+		struct fuse_entry_out eo, d;
+		uint64_t fh, dfh;
+		snprintf(name, sizeof(name), "t%d-%d", w->id, i);
+		if (tc_create(&c, FUSE_ROOT_ID, name, 0644, O_RDWR, &eo, &fh) != 0)
+			continue;
+		if (tc_write(&c, eo.nodeid, fh, 0, name, strlen(name)) == (long)strlen(name) &&
+		    tc_read(&c, eo.nodeid, fh, 0, sizeof(buf), buf) == (long)strlen(name) &&
+		    memcmp(buf, name, strlen(name)) == 0)
+			w->ok++;
+		tc_release(&c, eo.nodeid, fh, 0);
+		if (tc_lookup(&c, FUSE_ROOT_ID, ".", &d) == -EINVAL &&
+		    tc_open(&c, FUSE_ROOT_ID, O_RDONLY, 1, &dfh) == 0) {
+			char list[8192];
+			tc_readdir_all(&c, FUSE_ROOT_ID, dfh, i & 1, list, sizeof(list));
+			tc_release(&c, FUSE_ROOT_ID, dfh, 1);
+		}
+		tc_remove(&c, FUSE_ROOT_ID, name, 0);
+		struct fuse_forget_in fg = {.nlookup = 1};
+		tc_call(&c, FUSE_FORGET, eo.nodeid, &fg, sizeof(fg), NULL, 0, NULL, 0);
+	}
+	free(c.out);
+	free(c.req);
+	return NULL;
+}
+
+/* Requests from several threads at once (one per virtqueue in the VMM). */
+static void test_threads(void **state)
+{
+	struct env *e = *state;
+	tc_init(&e->c);
+	pthread_t t[4];
+	struct worker w[4];
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){.s = e->c.s, .id = i + 1};
+		assert_int_equal(pthread_create(&t[i], NULL, worker, &w[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].ok, 200);
+	}
+	uint64_t fh;
+	char list[256];
+	assert_int_equal(tc_open(&e->c, FUSE_ROOT_ID, O_RDONLY, 1, &fh), 0);
+	assert_int_equal(tc_readdir_all(&e->c, FUSE_ROOT_ID, fh, 0, list, sizeof(list)), 0);
+	assert_string_equal(list, "");
+}
+
 #define BOTH(t)                                                                                    \
 	cmocka_unit_test_setup_teardown(t, setup_memfs, teardown),                                 \
 		cmocka_unit_test_setup_teardown(t, setup_pt, teardown)
@@ -511,7 +577,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		BOTH(test_init_negotiation),  BOTH(test_file_roundtrip),   BOTH(test_dirs),
 		BOTH(test_links_and_renames), BOTH(test_setattr_and_misc), BOTH(test_xattrs),
-		BOTH(test_malformed),	      BOTH(test_trace_file),
+		BOTH(test_malformed),	      BOTH(test_trace_file),	   BOTH(test_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

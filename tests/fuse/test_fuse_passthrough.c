@@ -215,6 +215,12 @@ static void test_read_only(void **state)
 	ac.mask = R_OK;
 	assert_int_equal(tc_call(&c, FUSE_ACCESS, hello.nodeid, &ac, sizeof(ac), NULL, 0, NULL, 0),
 			 0);
+	/* Not implemented stays ENOSYS even when read-only. */
+	uint8_t zero[56] = {0};
+	assert_int_equal(tc_call(&c, FUSE_COPY_FILE_RANGE, hello.nodeid, zero, sizeof(zero), NULL,
+				 0, NULL, 0),
+			 -ENOSYS);
+	assert_int_equal(tc_call(&c, FUSE_TMPFILE, 1, zero, 16, "t", 2, NULL, 0), -ENOSYS);
 	/* The host tree is untouched. */
 	struct stat st;
 	char path[256];
