@@ -348,12 +348,18 @@ int main(int argc, char **argv)
 			rc = jobs[j].signaled ? 128 + jobs[j].code : jobs[j].code;
 		}
 	}
-	if (timing)
+	if (timing) {
+		struct vm_timings vt;
+		vm_get_timings(vm, &vt);
 		fprintf(stderr,
 			"{\"smrun_timing\":1,\"initrd_ms\":%.1f,\"vm_create_ms\":%.1f,"
-			"\"start_to_ready_ms\":%.1f,\"exec_ms\":%.1f,\"total_ms\":%.1f}\n",
-			t_initrd - t_start, t_created - t_initrd, t_ready - t_start,
-			t_done - t_ready, t_done - t_start);
+			"\"kvm_ms\":%.1f,\"memory_ms\":%.1f,\"load_ms\":%.1f,\"devices_ms\":%.1f,"
+			"\"vcpus_ms\":%.1f,\"start_to_ready_ms\":%.1f,\"exec_ms\":%.1f,"
+			"\"total_ms\":%.1f}\n",
+			t_initrd - t_start, t_created - t_initrd, vt.kvm_ms, vt.memory_ms,
+			vt.load_ms, vt.devices_ms, vt.vcpus_ms, t_ready - t_start, t_done - t_ready,
+			t_done - t_start);
+	}
 	goto out;
 
 vm_failed : {

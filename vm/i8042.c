@@ -8,8 +8,9 @@
 
 #include "vm_internal.h"
 
-#define STATUS_OBF 0x01 /* output buffer full: data for the guest */
-#define STATUS_SYS 0x04 /* system flag: self-test passed */
+#define STATUS_OBF	0x01 /* output buffer full: data for the guest */
+#define STATUS_SYS	0x04 /* system flag: self-test passed */
+#define STATUS_UNLOCKED 0x10 /* keyboard not inhibited */
 
 #define CMD_READ_CTR  0x20
 #define CMD_WRITE_CTR 0x60
@@ -48,7 +49,8 @@ void vm_i8042_io(struct vm_vcpu *vcpu, uint64_t off, uint8_t *data, uint32_t len
 	pthread_mutex_lock(&k->lock);
 	if (!is_write) {
 		if (off == 4) {
-			data[0] = (uint8_t)((k->out_n ? STATUS_OBF : 0) | STATUS_SYS);
+			data[0] = (uint8_t)((k->out_n ? STATUS_OBF : 0) | STATUS_SYS |
+					    STATUS_UNLOCKED);
 		} else if (k->out_n) {
 			data[0] = k->out[0];
 			memmove(k->out, k->out + 1, (size_t)--k->out_n);

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vm_internal.h"
@@ -54,7 +55,20 @@ struct vm {
 	pthread_mutex_t stop_lock;
 	enum vm_stop_reason reason;
 	struct sm_error stop_err;
+	struct vm_timings timings;
 };
+
+static double mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+void vm_get_timings(const struct vm *vm, struct vm_timings *t)
+{
+	*t = vm->timings;
+}
 
 static int vcpu_signal(void)
 {
@@ -149,12 +163,17 @@ static int setup_cpuid(struct vm *vm, struct vm_vcpu *c, struct sm_error *err)
 			return sm_error_errno(err, e, "KVM_GET_SUPPORTED_CPUID");
 		nent *= 2;
 	}
+	int tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 	for (uint32_t i = 0; i < cpuid->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
 		switch (e->function) {
 		case 1:
 			e->ebx = (e->ebx & 0x00ffffff) | ((uint32_t)c->id << 24);
 			e->ecx |= 1U << 31; /* hypervisor */
+			/* KVM emulates the TSC-deadline timer with the in-kernel
+			 * LAPIC but does not list it as supported (as QEMU does). */
+			if (tsc_deadline)
+				e->ecx |= 1U << 24;
 			break;
 		case 0xb:
 		case 0x1f:
@@ -509,11 +528,7 @@ static int load_kernel(struct vm *vm, const char *path, uint64_t *kernel_end, st
 		return sm_error_errno(err, errno, "stat %s", path);
 	if (st.st_size <= 0)
 		return sm_error_set(err, ENOEXEC, "kernel %s is empty", path);
-	void *img = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (img == MAP_FAILED)
-		return sm_error_errno(err, errno, "mmap %s", path);
-	int r = vm_elf_load(&vm->mem, img, (size_t)st.st_size, &vm->entry, kernel_end, err);
-	munmap(img, (size_t)st.st_size);
+	int r = vm_elf_load_fd(&vm->mem, fd, (uint64_t)st.st_size, &vm->entry, kernel_end, err);
 	if (r < 0)
 		return sm_error_wrap(err, "kernel %s", path);
 	return 0;
@@ -521,6 +536,7 @@ static int load_kernel(struct vm *vm, const char *path, uint64_t *kernel_end, st
 
 static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_error *err)
 {
+	double t0 = mono_ms();
 	int r = vm_kvm_require_usable(err);
 	if (r < 0)
 		return r;
@@ -559,6 +575,9 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return sm_error_errno(err, errno, "KVM_CREATE_PIT2");
 
+	double t1 = mono_ms();
+	vm->timings.kvm_ms = t1 - t0;
+
 	/* Guest RAM. */
 	uint64_t mib = cfg->mem_mib ? cfg->mem_mib : 256;
 	if (mib < 16 || mib > (VM_MMIO_GAP_START >> 20))
@@ -581,6 +600,9 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
 		return sm_error_errno(err, errno, "KVM_SET_USER_MEMORY_REGION");
 
+	double t2 = mono_ms();
+	vm->timings.memory_ms = t2 - t1;
+
 	/* Kernel, initrd. */
 	uint64_t kernel_end = 0, initrd_gpa = 0;
 	r = load_kernel(vm, cfg->kernel_path, &kernel_end, err);
@@ -592,6 +614,9 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 			return r;
 		memcpy(vm->mem.host + initrd_gpa, cfg->initrd, cfg->initrd_len);
 	}
+
+	double t3 = mono_ms();
+	vm->timings.load_ms = t3 - t2;
 
 	/* Legacy devices. */
 	snprintf(vm->cmdline, sizeof(vm->cmdline), "%s", VM_BASE_CMDLINE);
@@ -632,11 +657,14 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 	if (r < 0)
 		return r;
 
+	double t4 = mono_ms();
+	vm->timings.devices_ms = t4 - t3;
 	for (int i = 0; i < vm->ncpus; i++) {
 		r = vcpu_create(vm, i, err);
 		if (r < 0)
 			return r;
 	}
+	vm->timings.vcpus_ms = mono_ms() - t4;
 	return 0;
 }
 

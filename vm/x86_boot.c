@@ -6,6 +6,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sm/vm.h"
 
@@ -48,14 +49,43 @@ static void put64(uint8_t *p, uint64_t v)
 	memcpy(p, &v, 8);
 }
 
-int vm_elf_load(const struct vm_mem *mem, const void *img, size_t len, uint64_t *entry,
-		uint64_t *kernel_end, struct sm_error *err)
+/* Source of ELF bytes: an in-memory image or a file descriptor. */
+struct elf_src {
+	const uint8_t *buf; /* or NULL: read from fd */
+	int fd;
+	uint64_t len;
+};
+
+static int src_read(const struct elf_src *src, void *dst, uint64_t off, uint64_t len)
 {
-	const uint8_t *b = img;
+	if (!sm_range_ok(off, len, src->len))
+		return -EINVAL;
+	if (src->buf) {
+		memcpy(dst, src->buf + off, len);
+		return 0;
+	}
+	uint64_t got = 0;
+	while (got < len) {
+		uint64_t chunk = len - got > (1u << 30) ? (1u << 30) : len - got;
+		ssize_t n = pread(src->fd, (uint8_t *)dst + got, chunk, (off_t)(off + got));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		got += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int elf_load(const struct vm_mem *mem, const struct elf_src *src, uint64_t *entry,
+		    uint64_t *kernel_end, struct sm_error *err)
+{
 	Elf64_Ehdr eh;
-	if (len < sizeof(eh))
+	if (src->len < sizeof(eh))
 		return sm_error_set(err, ENOEXEC, "kernel image too small for an ELF header");
-	memcpy(&eh, b, sizeof(eh));
+	int r = src_read(src, &eh, 0, sizeof(eh));
+	if (r < 0)
+		return sm_error_errno(err, -r, "cannot read the ELF header");
 	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0)
 		return sm_error_set(err, ENOEXEC,
 				    "kernel is not an ELF file (need an uncompressed vmlinux)");
@@ -64,18 +94,20 @@ int vm_elf_load(const struct vm_mem *mem, const void *img, size_t len, uint64_t 
 		return sm_error_set(err, ENOEXEC, "kernel is not a little-endian x86-64 ELF64");
 	if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0)
 		return sm_error_set(err, ENOEXEC, "kernel ELF has no usable program headers");
-	if (!sm_range_ok(eh.e_phoff, (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr), len))
+	if (!sm_range_ok(eh.e_phoff, (uint64_t)eh.e_phnum * sizeof(Elf64_Phdr), src->len))
 		return sm_error_set(err, ENOEXEC, "kernel ELF program headers out of file bounds");
 	uint64_t end = 0;
 	int loaded = 0;
 	for (unsigned i = 0; i < eh.e_phnum; i++) {
 		Elf64_Phdr ph;
-		memcpy(&ph, b + eh.e_phoff + i * sizeof(ph), sizeof(ph));
+		r = src_read(src, &ph, eh.e_phoff + i * sizeof(ph), sizeof(ph));
+		if (r < 0)
+			return sm_error_errno(err, -r, "cannot read ELF program header %u", i);
 		if (ph.p_type != PT_LOAD)
 			continue;
 		if (ph.p_filesz > ph.p_memsz)
 			return sm_error_set(err, ENOEXEC, "ELF segment %u: filesz > memsz", i);
-		if (!sm_range_ok(ph.p_offset, ph.p_filesz, len))
+		if (!sm_range_ok(ph.p_offset, ph.p_filesz, src->len))
 			return sm_error_set(err, ENOEXEC, "ELF segment %u outside the file", i);
 		uint8_t *dst = vm_mem_ptr(mem, ph.p_paddr, ph.p_memsz);
 		if (!dst || ph.p_paddr < VM_BOOT_HIMEM_START)
@@ -85,7 +117,10 @@ int vm_elf_load(const struct vm_mem *mem, const void *img, size_t len, uint64_t 
 					    i, (unsigned long long)ph.p_paddr,
 					    (unsigned long long)ph.p_memsz,
 					    (unsigned long long)(mem->size >> 20));
-		memcpy(dst, b + ph.p_offset, ph.p_filesz);
+		/* Straight into guest memory: no intermediate copy. */
+		r = src_read(src, dst, ph.p_offset, ph.p_filesz);
+		if (r < 0)
+			return sm_error_errno(err, -r, "cannot read ELF segment %u", i);
 		memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
 		if (ph.p_paddr + ph.p_memsz > end)
 			end = ph.p_paddr + ph.p_memsz;
@@ -100,6 +135,20 @@ int vm_elf_load(const struct vm_mem *mem, const void *img, size_t len, uint64_t 
 	if (kernel_end)
 		*kernel_end = end;
 	return 0;
+}
+
+int vm_elf_load(const struct vm_mem *mem, const void *img, size_t len, uint64_t *entry,
+		uint64_t *kernel_end, struct sm_error *err)
+{
+	struct elf_src src = {.buf = img, .fd = -1, .len = len};
+	return elf_load(mem, &src, entry, kernel_end, err);
+}
+
+int vm_elf_load_fd(const struct vm_mem *mem, int fd, uint64_t file_len, uint64_t *entry,
+		   uint64_t *kernel_end, struct sm_error *err)
+{
+	struct elf_src src = {.buf = NULL, .fd = fd, .len = file_len};
+	return elf_load(mem, &src, entry, kernel_end, err);
 }
 
 int vm_boot_setup_memory(const struct vm_mem *mem, const char *cmdline, uint64_t initrd_gpa,

@@ -82,6 +82,11 @@ static inline void *vm_mem_ptr(const struct vm_mem *mem, uint64_t gpa, uint64_t 
 int vm_elf_load(const struct vm_mem *mem, const void *img, size_t len, uint64_t *entry,
 		uint64_t *kernel_end, struct sm_error *err);
 
+/* The same, reading the file FD of FILE_LEN bytes with pread() straight
+ * into guest memory (no intermediate copy). */
+int vm_elf_load_fd(const struct vm_mem *mem, int fd, uint64_t file_len, uint64_t *entry,
+		   uint64_t *kernel_end, struct sm_error *err);
+
 /* Write the GDT, identity page tables (4 GiB with 2 MiB pages), and the
  * boot_params zero page (command line copied to VM_BOOT_CMDLINE, e820 map
  * of guest RAM, initrd at INITRD_GPA/INITRD_LEN, 0 when none). */
@@ -338,6 +343,16 @@ void vm_stop(struct vm *vm);
 /* Wait until the VM stops; returns the reason and, for VM_STOP_ERROR, the
  * error (unknown exit reason with RIP, device failure...) in err. */
 enum vm_stop_reason vm_wait(struct vm *vm, struct sm_error *err);
+
+/* Where vm_create() spent its time, in milliseconds. */
+struct vm_timings {
+	double kvm_ms;	   /* open /dev/kvm, VM, irqchip, PIT */
+	double memory_ms;  /* map guest RAM, memory slot */
+	double load_ms;	   /* read and load the kernel, copy the initrd */
+	double devices_ms; /* UART, i8042, virtio devices, boot structures */
+	double vcpus_ms;   /* create and set up the vCPUs */
+};
+void vm_get_timings(const struct vm *vm, struct vm_timings *t);
 
 /* The kernel command line the VM was booted with. */
 const char *vm_cmdline(const struct vm *vm);

@@ -84,6 +84,34 @@ static void test_elf_load(void **state)
 	free(m.host);
 }
 
+static void test_elf_load_fd(void **state)
+{
+	(void)state;
+	struct vm_mem m = mem_new();
+	struct fake_elf f;
+	fake_elf_init(&f);
+	FILE *tf = tmpfile();
+	assert_non_null(tf);
+	assert_int_equal(fwrite(&f, 1, sizeof(f), tf), sizeof(f));
+	fflush(tf);
+	uint64_t entry = 0, end = 0;
+	struct sm_error err = {0};
+	assert_int_equal(vm_elf_load_fd(&m, fileno(tf), sizeof(f), &entry, &end, &err), 0);
+	assert_int_equal(entry, 0x1000000);
+	assert_int_equal(end, 0x1201000);
+	assert_int_equal(m.host[0x1200000 + 31], 0x42);
+	/* A file shorter than its segments claim: refused. */
+	assert_true(vm_elf_load_fd(&m, fileno(tf), sizeof(f) - 8, &entry, &end, &err) < 0);
+	f.ph[2].p_offset = sizeof(f) + 100; /* segment beyond the end of the file */
+	rewind(tf);
+	assert_int_equal(fwrite(&f, 1, sizeof(f), tf), sizeof(f));
+	fflush(tf);
+	assert_true(vm_elf_load_fd(&m, fileno(tf), sizeof(f), &entry, &end, &err) < 0);
+	assert_non_null(strstr(err.msg, "outside the file"));
+	fclose(tf);
+	free(m.host);
+}
+
 static void expect_refused(struct fake_elf *f, size_t len, const char *msg)
 {
 	struct vm_mem m = mem_new();
@@ -330,10 +358,10 @@ static void test_initramfs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_elf_load),     cmocka_unit_test(test_elf_hostile),
-		cmocka_unit_test(test_boot_memory),  cmocka_unit_test(test_mptable),
-		cmocka_unit_test(test_initrd_place), cmocka_unit_test(test_io_bus),
-		cmocka_unit_test(test_initramfs),
+		cmocka_unit_test(test_elf_load),    cmocka_unit_test(test_elf_load_fd),
+		cmocka_unit_test(test_elf_hostile), cmocka_unit_test(test_boot_memory),
+		cmocka_unit_test(test_mptable),	    cmocka_unit_test(test_initrd_place),
+		cmocka_unit_test(test_io_bus),	    cmocka_unit_test(test_initramfs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
