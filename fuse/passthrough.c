@@ -41,8 +41,8 @@ struct pnode {
 	struct pnode *parent; /* holds a ref; NULL for the root or a lost name */
 	char *name;	      /* component inside parent; NULL when unknown */
 	char *rpath;	      /* restored nodes: path under the root to resolve */
-	struct pnode *next_id, *next_ino;
-	int in_ino_map;
+	struct pnode *next_id, *next_ino, *next_name;
+	int in_ino_map, in_name_map;
 };
 
 struct phandle {
@@ -57,6 +57,7 @@ struct passthrough {
 	struct pnode root;
 	struct pnode *by_id[NBUCKETS];
 	struct pnode *by_ino[NBUCKETS];
+	struct pnode *by_name[NBUCKETS]; /* unresolved nodes by (parent, name) */
 	uint64_t next_nodeid, next_gen;
 	size_t unresolved; /* restored nodes without an fd */
 	struct phandle *fh;
@@ -175,6 +176,58 @@ static void unlink_chain(struct pnode **head, struct pnode *n, int ino)
 
 static void set_path(struct pnode *n, struct pnode *parent, char *name);
 
+static unsigned hash_name(uint64_t parent, const char *name)
+{
+	uint64_t h = parent * 0x9E3779B97F4A7C15ull;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		h = (h ^ *c) * 0x100000001b3ull;
+	return hash64(h);
+}
+
+/* Unresolved (restored) nodes never change parent or name until they get
+ * their fd, so they can be indexed by both. */
+static void name_insert(struct passthrough *p, struct pnode *n)
+{
+	unsigned h = hash_name(n->parent->nodeid, n->name);
+	n->next_name = p->by_name[h];
+	p->by_name[h] = n;
+	n->in_name_map = 1;
+}
+
+static void name_remove(struct passthrough *p, struct pnode *n)
+{
+	if (!n->in_name_map)
+		return;
+	for (struct pnode **pp = &p->by_name[hash_name(n->parent->nodeid, n->name)]; *pp;
+	     pp = &(*pp)->next_name)
+		if (*pp == n) {
+			*pp = n->next_name;
+			break;
+		}
+	n->in_name_map = 0;
+}
+
+static struct pnode *find_unresolved(struct passthrough *p, struct pnode *dir, const char *name)
+{
+	for (struct pnode *c = p->by_name[hash_name(dir->nodeid, name)]; c; c = c->next_name)
+		if (c->parent == dir && strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+/* Give a restored node its fd (taken). */
+static void attach_fd(struct passthrough *p, struct pnode *n, int fd, const struct stat *st)
+{
+	name_remove(p, n);
+	n->fd = fd;
+	n->dev = st->st_dev;
+	n->ino = st->st_ino;
+	ino_insert(p, n);
+	p->unresolved--;
+	free(n->rpath);
+	n->rpath = NULL;
+}
+
 /* Free N when nothing refers to it any more. */
 static void maybe_free(struct passthrough *p, struct pnode *n)
 {
@@ -182,10 +235,12 @@ static void maybe_free(struct passthrough *p, struct pnode *n)
 		unlink_chain(&p->by_id[hash64(n->nodeid)], n, 0);
 		if (n->in_ino_map)
 			unlink_chain(&p->by_ino[hash_ino(n->dev, n->ino)], n, 1);
-		if (n->fd >= 0)
+		if (n->fd >= 0) {
 			close(n->fd);
-		else
+		} else {
+			name_remove(p, n);
 			p->unresolved--;
+		}
 		struct pnode *parent = n->parent;
 		free(n->name);
 		free(n->rpath);
@@ -231,13 +286,7 @@ static int resolve(struct passthrough *p, struct pnode *n)
 		close(fd);
 		return e;
 	}
-	n->fd = fd;
-	n->dev = st.st_dev;
-	n->ino = st.st_ino;
-	ino_insert(p, n);
-	p->unresolved--;
-	free(n->rpath);
-	n->rpath = NULL;
+	attach_fd(p, n, fd, &st);
 	return 0;
 }
 
@@ -291,23 +340,11 @@ static int pt_lookup(struct fuse_backend *be, uint64_t parent, const char *name,
 	}
 	struct pnode *n = find_ino(p, st.st_dev, st.st_ino);
 	if (!n && p->unresolved) {
-		/* A restored node for this very name: adopt the fd. */
-		for (unsigned b = 0; b < NBUCKETS && !n; b++)
-			for (struct pnode *c = p->by_id[b]; c; c = c->next_id)
-				if (c->fd < 0 && c->parent == d && c->name &&
-				    strcmp(c->name, name) == 0) {
-					n = c;
-					break;
-				}
+		/* A restored node for this very name: it gets this fd. */
+		n = find_unresolved(p, d, name);
 		if (n) {
-			n->fd = fd;
+			attach_fd(p, n, fd, &st);
 			fd = -1;
-			n->dev = st.st_dev;
-			n->ino = st.st_ino;
-			ino_insert(p, n);
-			p->unresolved--;
-			free(n->rpath);
-			n->rpath = NULL;
 		}
 	}
 	if (n) {
@@ -752,15 +789,21 @@ static int pt_symlink(struct fuse_backend *be, uint64_t parent, const char *name
 	return pt_lookup(be, parent, name, e);
 }
 
-/* The node currently known by (dir, name), if any. */
+/* The node currently known by (dir, name), if any; a restored node with
+ * that name is resolved first, so that it follows the file and not the
+ * name. */
 static struct pnode *node_at(struct passthrough *p, struct pnode *dir, const char *name)
 {
 	struct stat st;
 	if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return NULL;
-	struct pnode *n = find_ino(p, st.st_dev, st.st_ino);
-	if (n && n->parent == dir && n->name && strcmp(n->name, name) == 0)
-		return n;
+	for (struct pnode *n = p->by_ino[hash_ino(st.st_dev, st.st_ino)]; n; n = n->next_ino)
+		if (n->dev == st.st_dev && n->ino == st.st_ino && n->parent == dir && n->name &&
+		    strcmp(n->name, name) == 0)
+			return n;
+	struct pnode *u = p->unresolved ? find_unresolved(p, dir, name) : NULL;
+	if (u && resolve(p, u) == 0 && u->dev == st.st_dev && u->ino == st.st_ino)
+		return u;
 	return NULL;
 }
 
@@ -1246,6 +1289,7 @@ static int pt_restore(struct fuse_backend *be, const void *blob, size_t len, str
 		p->by_id[h] = n;
 		p->unresolved++;
 		set_path(n, par, name);
+		name_insert(p, n);
 		pos += PT_NODE + pl;
 	}
 	for (uint32_t i = 0; !why && r == 0 && i < nh; i++) {

@@ -260,6 +260,13 @@ static void test_node_snapshot_restore(void **state)
 	assert_int_equal(tc_mkdir(&c, FUSE_ROOT_ID, "late", 0755, &late), 0);
 	assert_true(late.nodeid > older.nodeid);
 	assert_int_equal(tc_rename2(&c, FUSE_ROOT_ID, "older", late.nodeid, "in-late", 0), 0);
+	/* Looked up before, untouched after the restore. */
+	struct fuse_entry_out etc, victim;
+	uint64_t fh_victim;
+	assert_int_equal(tc_lookup(&c, FUSE_ROOT_ID, "etc", &etc), 0);
+	assert_int_equal(tc_create(&c, FUSE_ROOT_ID, "victim", 0644, O_RDWR, &victim, &fh_victim),
+			 0);
+	assert_int_equal(tc_release(&c, victim.nodeid, fh_victim, 0), 0);
 	/* An unlinked node has no path: it is left out. */
 	struct fuse_entry_out gone;
 	uint64_t fh_gone;
@@ -295,6 +302,20 @@ static void test_node_snapshot_restore(void **state)
 	assert_int_equal(tc_readdir_all(&r, sub.nodeid, fh_dir, 0, list, sizeof(list)), 0);
 	assert_non_null(strstr(list, "inner,"));
 	assert_non_null(strstr(list, "after,"));
+	/* A restored node nobody touched yet: LOOKUP adopts it (same id). */
+	assert_int_equal(tc_lookup(&r, FUSE_ROOT_ID, "etc", &x), 0);
+	assert_int_equal(x.nodeid, etc.nodeid);
+	assert_true(S_ISLNK(x.attr.mode));
+	/* An untouched restored node whose name is unlinked and reused keeps
+	 * following its own file, not the new one under its old name. */
+	assert_int_equal(tc_remove(&r, FUSE_ROOT_ID, "victim", 0), 0);
+	struct fuse_entry_out nv;
+	uint64_t fh_nv;
+	assert_int_equal(tc_create(&r, FUSE_ROOT_ID, "victim", 0644, O_RDWR, &nv, &fh_nv), 0);
+	assert_true(nv.nodeid != victim.nodeid);
+	assert_int_equal(tc_getattr(&r, victim.nodeid, &a), 0);
+	assert_int_equal(a.ino, victim.attr.ino);
+	assert_int_equal(a.nlink, 0);
 	/* Lookup of a restored node gives the same node id back. */
 	assert_int_equal(tc_lookup(&r, sub.nodeid, "inner", &x), 0);
 	assert_int_equal(x.nodeid, inner.nodeid);
