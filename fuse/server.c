@@ -511,17 +511,18 @@ static size_t do_read(struct fuse_server *s, struct reply *r, uint64_t nodeid, s
 		size = r->cap - sizeof(struct fuse_out_header);
 	if (size > s->cfg.max_write)
 		size = s->cfg.max_write;
-	struct iovec *iov = calloc(IOV_MAX_FUSE, sizeof(*iov));
-	if (!iov)
+	struct iovec small[32], *iov = small;
+	int max = r->cnt < IOV_MAX_FUSE ? r->cnt : IOV_MAX_FUSE;
+	if (max > 32 && !(iov = calloc((size_t)max, sizeof(*iov))))
 		return reply_err(r, ENOMEM);
-	int n = fuse_iov_slice(r->out, r->cnt, sizeof(struct fuse_out_header), size, iov,
-			       IOV_MAX_FUSE);
+	int n = fuse_iov_slice(r->out, r->cnt, sizeof(struct fuse_out_header), size, iov, max);
 	ssize_t got;
 	if (n < 0)
 		got = -EINVAL;
 	else
 		got = s->be->ops->read(s->be, nodeid, in.fh, in.offset, iov, n);
-	free(iov);
+	if (iov != small)
+		free(iov);
 	if (got < 0)
 		return reply_err(r, (int)-got);
 	if ((size_t)got > size)
@@ -543,18 +544,20 @@ static size_t do_write(struct fuse_server *s, struct reply *r, uint64_t nodeid,
 	uint64_t end;
 	if (sm_add_overflow(in->offset, (uint64_t)in->size, &end) || end > INT64_MAX)
 		return reply_err(r, EFBIG);
-	struct iovec *iov = calloc(IOV_MAX_FUSE, sizeof(*iov));
-	if (!iov)
+	struct iovec small[32], *iov = small;
+	int max = in_cnt < IOV_MAX_FUSE ? in_cnt : IOV_MAX_FUSE;
+	if (max > 32 && !(iov = calloc((size_t)max, sizeof(*iov))))
 		return reply_err(r, ENOMEM);
 	int n = fuse_iov_slice(in_iov, in_cnt,
 			       sizeof(struct fuse_in_header) + sizeof(struct fuse_write_in),
-			       data_len, iov, IOV_MAX_FUSE);
+			       data_len, iov, max);
 	ssize_t put;
 	if (n < 0)
 		put = -EINVAL;
 	else
 		put = s->be->ops->write(s->be, nodeid, in->fh, in->offset, iov, n);
-	free(iov);
+	if (iov != small)
+		free(iov);
 	if (put < 0)
 		return reply_err(r, (int)-put);
 	if ((size_t)put > data_len)
