@@ -342,11 +342,16 @@ struct fuse_fsync_in {
 };
 _Static_assert(sizeof(struct fuse_fsync_in) == 16, "fuse_fsync_in");
 
+/* Without FUSE_SETXATTR_EXT (which we never offer) the kernel sends only
+ * the first FUSE_COMPAT_SETXATTR_IN_SIZE bytes. */
 struct fuse_setxattr_in {
 	uint32_t size;
 	uint32_t flags;
+	uint32_t setxattr_flags;
+	uint32_t padding;
 };
-_Static_assert(sizeof(struct fuse_setxattr_in) == 8, "fuse_setxattr_in");
+_Static_assert(sizeof(struct fuse_setxattr_in) == 16, "fuse_setxattr_in");
+#define FUSE_COMPAT_SETXATTR_IN_SIZE 8
 
 struct fuse_getxattr_in {
 	uint32_t size;

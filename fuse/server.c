@@ -635,9 +635,9 @@ static int take_xattr_name(struct body *b, const char **name)
 
 static size_t do_setxattr(struct fuse_server *s, struct reply *r, uint64_t nodeid, struct body *b)
 {
-	struct fuse_setxattr_in in;
+	struct fuse_setxattr_in in = {0};
 	const char *name;
-	int e = take(b, &in, sizeof(in));
+	int e = take(b, &in, FUSE_COMPAT_SETXATTR_IN_SIZE);
 	if (e == 0)
 		e = take_xattr_name(b, &name);
 	if (e < 0)

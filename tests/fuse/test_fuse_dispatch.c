@@ -366,21 +366,22 @@ static void test_xattrs(void **state)
 	uint64_t fh;
 	assert_int_equal(tc_create(c, FUSE_ROOT_ID, "x", 0644, O_RDWR, &f, &fh), 0);
 	struct fuse_setxattr_in si = {.size = 3};
-	int r = tc_call(c, FUSE_SETXATTR, f.nodeid, &si, sizeof(si), "user.k", 7, "v12", 3);
+	int r = tc_call(c, FUSE_SETXATTR, f.nodeid, &si, FUSE_COMPAT_SETXATTR_IN_SIZE, "user.k", 7,
+			"v12", 3);
 	if (e->passthrough && r == -EOPNOTSUPP) {
 		skip(); /* the temp directory's file system has no user xattrs */
 		return;
 	}
 	assert_int_equal(r, 0);
 	si.flags = XATTR_CREATE;
-	assert_int_equal(
-		tc_call(c, FUSE_SETXATTR, f.nodeid, &si, sizeof(si), "user.k", 7, "v12", 3),
-		-EEXIST);
+	assert_int_equal(tc_call(c, FUSE_SETXATTR, f.nodeid, &si, FUSE_COMPAT_SETXATTR_IN_SIZE,
+				 "user.k", 7, "v12", 3),
+			 -EEXIST);
 	/* size mismatch between header and value bytes */
 	si = (struct fuse_setxattr_in){.size = 5};
-	assert_int_equal(
-		tc_call(c, FUSE_SETXATTR, f.nodeid, &si, sizeof(si), "user.k", 7, "v12", 3),
-		-EINVAL);
+	assert_int_equal(tc_call(c, FUSE_SETXATTR, f.nodeid, &si, FUSE_COMPAT_SETXATTR_IN_SIZE,
+				 "user.k", 7, "v12", 3),
+			 -EINVAL);
 	struct fuse_getxattr_in gi = {.size = 0};
 	assert_int_equal(tc_call(c, FUSE_GETXATTR, f.nodeid, &gi, sizeof(gi), "user.k", 7, NULL, 0),
 			 0);

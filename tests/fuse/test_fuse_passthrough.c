@@ -200,9 +200,9 @@ static void test_read_only(void **state)
 	assert_int_equal(tc_call(&c, FUSE_SETATTR, hello.nodeid, &sa, sizeof(sa), NULL, 0, NULL, 0),
 			 -EROFS);
 	struct fuse_setxattr_in si = {.size = 1};
-	assert_int_equal(
-		tc_call(&c, FUSE_SETXATTR, hello.nodeid, &si, sizeof(si), "user.a", 7, "v", 1),
-		-EROFS);
+	assert_int_equal(tc_call(&c, FUSE_SETXATTR, hello.nodeid, &si, FUSE_COMPAT_SETXATTR_IN_SIZE,
+				 "user.a", 7, "v", 1),
+			 -EROFS);
 	assert_int_equal(tc_call(&c, FUSE_REMOVEXATTR, hello.nodeid, "user.a", 7, NULL, 0, NULL, 0),
 			 -EROFS);
 	struct fuse_fallocate_in fa = {.length = 4096};
