@@ -17,11 +17,16 @@ struct frame {
 	uint32_t len, crc;
 };
 
+#define READAHEAD (256u << 10) /* compressed bytes read at once when sequential */
+
 struct decoder {
 	struct decoder *next;
 	ZSTD_DCtx *dctx;
 	unsigned char *cbuf, *ubuf;
 	uint64_t cached; /* frame in ubuf, UINT64_MAX when none */
+	uint64_t last;	 /* last frame decoded, to detect sequential use */
+	unsigned char *rbuf;
+	uint64_t rb_start, rb_len; /* file range held in rbuf */
 };
 
 struct fmt_mem_reader {
@@ -31,6 +36,7 @@ struct fmt_mem_reader {
 	size_t words;
 	uint64_t *rank; /* set bits before each block of RANK_WORDS words */
 	struct frame *frames;
+	uint64_t data_end; /* file offset just past the last frame */
 	size_t cbuf_cap, frame_bytes;
 	pthread_mutex_t dlock;
 	struct decoder *free_dec;
@@ -41,6 +47,7 @@ static void decoder_free(struct decoder *d)
 	if (!d)
 		return;
 	ZSTD_freeDCtx(d->dctx);
+	free(d->rbuf);
 	free(d->cbuf);
 	free(d->ubuf);
 	free(d);
@@ -203,6 +210,7 @@ static int mem_load(struct fmt_reader *r, const struct fmt_section_info *s,
 		ret = bad(err, "frames do not fill the data area");
 		goto fail;
 	}
+	m->data_end = s->offset + doff + in.data_length;
 	free(raw);
 	*out = m;
 	return 0;
@@ -277,9 +285,11 @@ static struct decoder *decoder_get(struct fmt_mem_reader *m, struct sm_error *er
 		d->dctx = ZSTD_createDCtx();
 		d->cbuf = malloc(m->cbuf_cap);
 		d->ubuf = malloc(m->frame_bytes);
+		d->rbuf = malloc(READAHEAD);
 		d->cached = UINT64_MAX;
+		d->last = UINT64_MAX;
 	}
-	if (!d || !d->dctx || !d->cbuf || !d->ubuf) {
+	if (!d || !d->dctx || !d->cbuf || !d->ubuf || !d->rbuf) {
 		decoder_free(d);
 		sm_error_errno(err, ENOMEM, "cannot allocate a zstd decoder");
 		return NULL;
@@ -310,18 +320,37 @@ static int decode_frame(struct fmt_reader *r, struct fmt_mem_reader *m, struct d
 		return 0;
 	const struct frame *f = &m->frames[k];
 	d->cached = UINT64_MAX;
-	int ret = fmt_pread_full(r->fd, d->cbuf, f->len, f->off, "memory frame", err);
-	if (ret < 0)
-		return ret;
-	if (fmt_crc32c(0, d->cbuf, f->len) != f->crc)
+	const unsigned char *src;
+	int ret = 0;
+	if (f->off >= d->rb_start && f->off - d->rb_start <= d->rb_len &&
+	    f->len <= d->rb_len - (f->off - d->rb_start)) {
+		src = d->rbuf + (f->off - d->rb_start);
+	} else if (k == d->last + 1 && f->len <= READAHEAD) {
+		/* sequential: read ahead the following frames in one go */
+		uint64_t n = m->data_end - f->off < READAHEAD ? m->data_end - f->off : READAHEAD;
+		d->rb_len = 0;
+		ret = fmt_pread_full(r->fd, d->rbuf, n, f->off, "memory frame", err);
+		if (ret < 0)
+			return ret;
+		d->rb_start = f->off;
+		d->rb_len = n;
+		src = d->rbuf;
+	} else {
+		ret = fmt_pread_full(r->fd, d->cbuf, f->len, f->off, "memory frame", err);
+		if (ret < 0)
+			return ret;
+		src = d->cbuf;
+	}
+	d->last = k;
+	if (fmt_crc32c(0, src, f->len) != f->crc)
 		return sm_error_set(err, EBADMSG, "memory frame %llu: checksum mismatch",
 				    (unsigned long long)k);
 	size_t want = frame_npages(m, k) * FMT_PAGE_SIZE;
-	if (ZSTD_getFrameContentSize(d->cbuf, f->len) != want ||
-	    ZSTD_findFrameCompressedSize(d->cbuf, f->len) != f->len)
+	if (ZSTD_getFrameContentSize(src, f->len) != want ||
+	    ZSTD_findFrameCompressedSize(src, f->len) != f->len)
 		return sm_error_set(err, EBADMSG, "memory frame %llu: bad zstd frame header",
 				    (unsigned long long)k);
-	size_t got = ZSTD_decompressDCtx(d->dctx, d->ubuf, want, d->cbuf, f->len);
+	size_t got = ZSTD_decompressDCtx(d->dctx, d->ubuf, want, src, f->len);
 	if (ZSTD_isError(got) || got != want)
 		return sm_error_set(err, EBADMSG, "memory frame %llu: cannot decompress: %s",
 				    (unsigned long long)k,
@@ -368,7 +397,28 @@ struct unpack_job {
 	struct sm_error err;
 };
 
-static void unpack_one(void *ctx, uint64_t k, unsigned worker)
+#define UNPACK_GROUP 32 /* consecutive frames per work item (read-ahead friendly) */
+
+static int unpack_frame(struct unpack_job *j, struct decoder *d, uint64_t k, struct sm_error *e)
+{
+	int ret = decode_frame(j->r, j->m, d, k, e);
+	size_t n = frame_npages(j->m, k);
+	uint64_t p = j->first_page[k];
+	for (size_t i = 0; ret == 0 && j->fd >= 0 && i < n;) {
+		while (!page_present(j->m, p))
+			p++;
+		size_t run = 1; /* coalesce consecutive stored pages */
+		while (i + run < n && page_present(j->m, p + run))
+			run++;
+		ret = fmt_pwrite_full(j->fd, d->ubuf + i * FMT_PAGE_SIZE, run * FMT_PAGE_SIZE,
+				      p * FMT_PAGE_SIZE, e);
+		i += run;
+		p += run;
+	}
+	return ret;
+}
+
+static void unpack_one(void *ctx, uint64_t item, unsigned worker)
 {
 	(void)worker;
 	struct unpack_job *j = ctx;
@@ -384,20 +434,11 @@ static void unpack_one(void *ctx, uint64_t k, unsigned worker)
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = decode_frame(j->r, j->m, d, k, &e);
-	size_t n = frame_npages(j->m, k);
-	uint64_t p = j->first_page[k];
-	for (size_t i = 0; ret == 0 && j->fd >= 0 && i < n;) {
-		while (!page_present(j->m, p))
-			p++;
-		size_t run = 1; /* coalesce consecutive stored pages */
-		while (i + run < n && page_present(j->m, p + run))
-			run++;
-		ret = fmt_pwrite_full(j->fd, d->ubuf + i * FMT_PAGE_SIZE, run * FMT_PAGE_SIZE,
-				      p * FMT_PAGE_SIZE, &e);
-		i += run;
-		p += run;
-	}
+	uint64_t end = (item + 1) * UNPACK_GROUP;
+	if (end > j->m->info.frame_count)
+		end = j->m->info.frame_count;
+	for (uint64_t k = item * UNPACK_GROUP; ret == 0 && k < end; k++)
+		ret = unpack_frame(j, d, k, &e);
 	decoder_put(j->m, d);
 out:
 	if (ret < 0) {
@@ -436,7 +477,7 @@ static int run_frames(struct fmt_reader *r, struct fmt_mem_reader *m, int fd, un
 	struct fmt_pool *pool;
 	if ((ret = fmt_pool_create(&pool, threads ? threads : 1, err)) < 0)
 		goto out;
-	fmt_pool_run(pool, fc, unpack_one, &j);
+	fmt_pool_run(pool, (fc + UNPACK_GROUP - 1) / UNPACK_GROUP, unpack_one, &j);
 	fmt_pool_free(pool);
 	if (ret == 0 && j.ret < 0) {
 		ret = j.ret;
