@@ -90,8 +90,9 @@ int fmt_writer_add_meta(struct fmt_writer *w, const char *json, struct sm_error 
 /* Begin the memory section for MEM_SIZE bytes of guest memory (a multiple of
  * 4096). Then feed guest memory in order with fmt_writer_mem_write() and
  * fmt_writer_mem_skip() until MEM_SIZE bytes are covered, and call
- * fmt_writer_mem_end(). Memory use is bounded (about threads * 2 frames plus
- * a bitmap of MEM_SIZE/32768 bytes), whatever MEM_SIZE. */
+ * fmt_writer_mem_end(). Memory use is bounded whatever MEM_SIZE: a batch of
+ * max(4 MiB, threads * 2 frames) of input and its compressed output, a bitmap
+ * of MEM_SIZE/32768 bytes and 16 bytes of index per frame. */
 int fmt_writer_mem_begin(struct fmt_writer *w, uint64_t mem_size, struct sm_error *err);
 
 /* Feed the next LEN bytes of guest memory (LEN a multiple of 4096). All-zero

@@ -4,6 +4,7 @@
 #include "helpers.h"
 
 #include <jansson.h>
+#include <pthread.h>
 
 struct env {
 	char dir[64];
@@ -352,6 +353,56 @@ static void test_sparse_1g(void **state)
 	fmt_reader_close(r);
 }
 
+struct reader_thread {
+	struct fmt_reader *r;
+	const unsigned char *mem;
+	uint64_t pages, seed;
+	int bad;
+};
+
+static void *reader_main(void *arg)
+{
+	struct reader_thread *t = arg;
+	unsigned char page[4096];
+	uint64_t s = t->seed;
+	for (int i = 0; i < 3000; i++) {
+		uint64_t p = rnd_next(&s) % t->pages;
+		struct sm_error err = {0};
+		if (fmt_reader_mem_page(t->r, p * 4096, page, &err) < 0 ||
+		    memcmp(page, t->mem + p * 4096, 4096) != 0)
+			t->bad++;
+	}
+	return NULL;
+}
+
+/* fmt_reader_mem_page is thread-safe: four threads, random pages, one reader
+ * whose memory section is loaded lazily by whichever thread comes first. */
+static void test_concurrent_page_reads(void **state)
+{
+	struct env *e = *state;
+	size_t size = 4u << 20;
+	unsigned char *mem = calloc(1, size);
+	for (size_t p = 0; p < size / 4096; p += 3)
+		text_fill(mem + p * 4096, 4096, p + 11);
+	struct fmt_writer_opts o = {.frame_size = 16384};
+	write_simple(e->path, mem, size, 1u << 20, &o);
+	struct sm_error err = {0};
+	struct fmt_reader *r;
+	assert_int_equal(fmt_reader_open(&r, e->path, &err), 0);
+	pthread_t th[4];
+	struct reader_thread t[4];
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct reader_thread){r, mem, size / 4096, (uint64_t)i + 1, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, reader_main, &t[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(t[i].bad, 0);
+	}
+	fmt_reader_close(r);
+	free(mem);
+}
+
 static void test_writer_misuse(void **state)
 {
 	struct env *e = *state;
@@ -435,6 +486,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_random_memory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mixed_memory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sparse_1g, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_page_reads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_writer_misuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_replace_is_atomic, setup, teardown),
 	};
