@@ -517,9 +517,14 @@ int oci_unpack_to(struct cache *c, const char *refstr, const char *dest,
 	if (r < 0)
 		return r;
 	sm_autofree char *rootfs = NULL;
+	struct stat st;
+	int existed = lstat(dest, &st) == 0;
 	r = oci_image_unpack(c, &img, NULL, &rootfs, err);
-	if (r == 0)
+	if (r == 0) {
 		r = oci_tree_clone(rootfs, dest, err);
+		if (r < 0 && !existed)
+			cache_rm_rf_at(AT_FDCWD, dest, NULL); /* leave nothing half-made */
+	}
 	if (r == 0) {
 		sm_autofree char *json = oci_config_to_json(&img.config);
 		sm_autofree char *cpath = NULL;

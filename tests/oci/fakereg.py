@@ -9,8 +9,8 @@ Modes: ok, cut (each blob's first GET is cut off halfway; Range resumes),
 Retry-After: 1 once), corrupt (the largest blob is served with a flipped
 byte), foreign-index (the tag resolves to an index with only linux/s390x),
 schema1 (the tag resolves to a schema 1 manifest), bearer (a token server at
-/token; /v2/ needs the token; blobs redirect to another host name, which
-must not receive the Authorization header).
+/token; /v2/ needs the token, which expires after 3 requests; blobs redirect
+to another host name, which must not receive the Authorization header).
 The port is written to PORT_FILE; one line per request goes to LOG_FILE.
 """
 import hashlib
@@ -23,7 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 layout, port_file, log_file, mode = sys.argv[1:5]
 lock = threading.Lock()
 seen = {}
-TOKEN = "tok-" + hashlib.sha256(os.urandom(8)).hexdigest()[:16]
+TOKEN_USES = 3  # bearer tokens "expire" after this many API requests
+tokens = {}
 
 
 def log(line):
@@ -81,12 +82,20 @@ class H(BaseHTTPRequestHandler):
             if path.startswith("/token"):
                 if "scope=repository%3Atest%2Fbusybox%3Apull" not in path or "service=fake" not in path:
                     return self.send(400, b'{"errors":[{"code":"BAD","message":"scope"}]}')
-                return self.send(200, json.dumps({"token": TOKEN}).encode())
+                with lock:
+                    tok = "tok-%d-%s" % (len(tokens), hashlib.sha256(os.urandom(8)).hexdigest()[:12])
+                    tokens[tok] = TOKEN_USES
+                return self.send(200, json.dumps({"token": tok, "expires_in": 60}).encode())
             if path.startswith("/redirected/"):
                 if auth:
                     log("AUTH-ON-REDIRECT")
                 return self.serve_blob(path[len("/redirected/"):])
-            if auth != f"Bearer {TOKEN}":
+            with lock:
+                tok = auth[7:] if auth and auth.startswith("Bearer ") else None
+                valid = tok in tokens and tokens[tok] > 0
+                if valid:
+                    tokens[tok] -= 1
+            if not valid:
                 port = self.server.server_address[1]
                 ch = (f'Bearer realm="http://127.0.0.1:{port}/token",service="fake",'
                       f'scope="repository:test/busybox:pull"')
