@@ -33,6 +33,46 @@ PY
 [ "$(ls "$SM_CACHE/rootfs" | wc -l)" -eq 1 ] || fail "both sources should share one rootfs"
 "$t/out-oci/bin/busybox" true || fail "unpacked busybox does not run"
 
+# Docker 25+ docker-archive: an OCI layout plus manifest.json pointing into blobs/
+mkdir -p "$t/d25"
+cp -r "$t/img/oci/." "$t/d25/"
+python3 - "$t/d25" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+idx = json.load(open(os.path.join(d, "index.json")))
+mdig = idx["manifests"][0]["digest"].split(":")[1]
+m = json.load(open(os.path.join(d, "blobs/sha256", mdig)))
+json.dump([{"Config": "blobs/sha256/" + m["config"]["digest"].split(":")[1],
+            "RepoTags": ["busybox:latest"],
+            "Layers": ["blobs/sha256/" + l["digest"].split(":")[1] for l in m["layers"]]}],
+          open(os.path.join(d, "manifest.json"), "w"))
+PY
+tar -C "$t/d25" -cf "$t/d25.tar" .
+"$smbake" --unpack-only "docker-archive:$t/d25.tar" -o "$t/out-d25" || fail "docker 25 archive"
+python3 "$src/tests/oci/compare_trees.py" "$t/ref/rootfs" "$t/out-d25" || fail "docker 25 archive differs"
+
+# an OCI layout whose tag points at an index: platform selection
+cp -r "$t/img/oci" "$t/multi"
+python3 - "$t/multi" <<'PY'
+import hashlib, json, os, sys
+d = sys.argv[1]
+idx = json.load(open(os.path.join(d, "index.json")))
+desc = dict(idx["manifests"][0])
+desc.pop("annotations", None)
+inner = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+         "manifests": [dict(desc, platform={"os": "linux", "architecture": "arm64", "variant": "v8"})]}
+b = json.dumps(inner).encode()
+h = hashlib.sha256(b).hexdigest()
+open(os.path.join(d, "blobs/sha256", h), "wb").write(b)
+idx["manifests"] = [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + h,
+                     "size": len(b), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]
+json.dump(idx, open(os.path.join(d, "index.json"), "w"))
+PY
+"$smbake" --unpack-only "oci:$t/multi:multi" -o "$t/out-multi" 2>"$t/err" && fail "foreign platform accepted"
+grep -q "no manifest for platform linux/amd64 (it offers: linux/arm64/v8)" "$t/err" || fail "platform message: $(cat "$t/err")"
+"$smbake" --unpack-only --platform linux/arm64 "oci:$t/multi:multi" -o "$t/out-multi" || fail "--platform"
+python3 "$src/tests/oci/compare_trees.py" "$t/ref/rootfs" "$t/out-multi" >/dev/null || fail "multi differs"
+
 # two concurrent unpacks of the same image into a fresh cache
 export SM_CACHE=$t/cache2
 "$smbake" --unpack-only "oci:$t/img/oci" -o "$t/c1" & p1=$!
