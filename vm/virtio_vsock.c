@@ -264,7 +264,7 @@ static void guest_rw(struct vsock_conn *c, const struct virtq_elem *e, uint32_t 
 		return;
 	}
 	/* The guest may not have more than buf_alloc bytes in flight. */
-	if ((uint64_t)c->buf_len + len > VIRTIO_VSOCK_BUF_ALLOC) {
+	if ((uint64_t)c->buf_len + len > VIRTIO_VSOCK_BUF_ALLOC + 64) { /* 64: our "OK" line */
 		c->need |= NEED_RST;
 		return;
 	}
