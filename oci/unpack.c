@@ -115,8 +115,19 @@ struct unpack {
 	struct dirtime *dirs;
 	size_t n_dirs, cap_dirs;
 	int have_openat2;
-	char rawerr[512];
+	/* the last parent directory opened, reused while entries stay in it;
+	 * dropped whenever anything is removed, so it never names a dead dir */
+	char cached_parent[PATH_MAX_LEN];
+	int cached_fd;
 };
+
+static void drop_parent_cache(struct unpack *u)
+{
+	if (u->cached_fd >= 0)
+		close(u->cached_fd);
+	u->cached_fd = -1;
+	u->cached_parent[0] = '\0';
+}
 
 static long sys_openat2(int dirfd, const char *path, struct open_how *how)
 {
@@ -325,6 +336,8 @@ static int clear_slot(int parentfd, const char *name, int keep_dir, struct stat 
 	if (S_ISDIR(st.st_mode)) {
 		if (keep_dir)
 			return 1;
+		/* only children of the current (cached) parent are removed here,
+		 * so the cached fd stays valid */
 		return cache_rm_rf_at(parentfd, name, err);
 	}
 	if (unlinkat(parentfd, name, 0) < 0 && errno != ENOENT)
@@ -373,13 +386,17 @@ static int write_file(struct unpack *u, struct archive *a, struct archive_entry 
 		return sm_error_set(err, EFBIG,
 				    "layer entry '%s' claims %lld bytes (limit %llu); refusing",
 				    path, (long long)size, (unsigned long long)u->max_file);
-	int r = clear_slot(pfd, base, 0, NULL, err);
-	if (r < 0)
-		return r;
-	sm_autoclose int fd =
-		openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	const int oflags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	sm_autoclose int fd = openat(pfd, base, oflags, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		int r = clear_slot(pfd, base, 0, NULL, err);
+		if (r < 0)
+			return r;
+		fd = openat(pfd, base, oflags, 0600);
+	}
 	if (fd < 0)
 		return sm_error_errno(err, errno, "cannot create '%s'", path);
+	uint64_t end = 0;
 	for (;;) {
 		const void *buf;
 		size_t len;
@@ -404,8 +421,10 @@ static int write_file(struct unpack *u, struct archive *a, struct archive_entry 
 			off += n;
 			len -= (size_t)n;
 		}
+		if ((uint64_t)off > end)
+			end = (uint64_t)off;
 	}
-	if (ftruncate(fd, size) < 0)
+	if (end != (uint64_t)size && ftruncate(fd, size) < 0)
 		return sm_error_errno(err, errno, "cannot size '%s'", path);
 	return finish_fd(u, e, fd, path, 1, err);
 }
@@ -480,6 +499,7 @@ static int apply_entry(struct unpack *u, struct archive *a, struct archive_entry
 
 	/* whiteouts */
 	if (!strncmp(base, ".wh.", 4)) {
+		drop_parent_cache(u);
 		if (!strcmp(base, ".wh..wh..opq"))
 			return make_opaque(u, parent, err);
 		const char *victim = base + 4;
@@ -497,9 +517,17 @@ static int apply_entry(struct unpack *u, struct archive *a, struct archive_entry
 
 	if (pathset_add(&u->created, path) < 0)
 		return sm_error_set(err, ENOMEM, "out of memory");
-	sm_autoclose int pfd = open_parent(u, parent, err);
-	if (pfd < 0)
-		return sm_error_wrap(err, "layer entry '%.200s'", name);
+	int pfd;
+	if (u->cached_fd >= 0 && !strcmp(u->cached_parent, parent)) {
+		pfd = u->cached_fd;
+	} else {
+		drop_parent_cache(u);
+		pfd = open_parent(u, parent, err);
+		if (pfd < 0)
+			return sm_error_wrap(err, "layer entry '%.200s'", name);
+		u->cached_fd = pfd;
+		snprintf(u->cached_parent, sizeof(u->cached_parent), "%s", parent);
+	}
 
 	const char *link = archive_entry_hardlink(e);
 	if (link) {
@@ -621,6 +649,7 @@ int oci_layer_apply(int rootfd, const char *layer_path, const char *diff_id,
 		.rootfd = rootfd,
 		.is_root = geteuid() == 0,
 		.have_openat2 = 1,
+		.cached_fd = -1,
 	};
 	struct archive *tar = NULL;
 	enum cache_digest_alg alg = CACHE_DIGEST_SHA256;
@@ -712,6 +741,7 @@ int oci_layer_apply(int rootfd, const char *layer_path, const char *diff_id,
 	}
 	r = 0;
 out:
+	drop_parent_cache(&u);
 	cache_hash_abort(&u.hash);
 	if (tar)
 		archive_read_free(tar);
