@@ -521,7 +521,7 @@ static void test_real_mapping_via_server(void **state)
 		tc_call(&c, FUSE_SETUPMAPPING, eo.nodeid, &sm, sizeof(sm), NULL, 0, NULL, 0),
 		-ENOSPC);
 	/* Through an open handle too. */
-	uint64_t fh;
+	uint64_t fh = 0;
 	assert_int_equal(tc_open(&c, eo.nodeid, O_RDONLY, 0, &fh), 0);
 	sm = (struct fuse_setupmapping_in){
 		.fh = fh, .len = 4096, .moffset = 128 * 1024, .flags = FUSE_SETUPMAPPING_FLAG_READ};

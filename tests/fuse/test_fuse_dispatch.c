@@ -118,7 +118,7 @@ static void test_file_roundtrip(void **state)
 	struct tc *c = &e->c;
 	tc_init(c);
 	struct fuse_entry_out eo, eo2;
-	uint64_t fh;
+	uint64_t fh = 0;
 	assert_int_equal(tc_create(c, FUSE_ROOT_ID, "f.txt", 0644, O_RDWR | O_CREAT, &eo, &fh), 0);
 	assert_true(S_ISREG(eo.attr.mode));
 	assert_int_equal(eo.attr.mode & 0777, 0644);
@@ -177,7 +177,7 @@ static void test_dirs(void **state)
 	struct tc *c = &e->c;
 	tc_init(c);
 	struct fuse_entry_out d, f;
-	uint64_t fh;
+	uint64_t fh = 0;
 	assert_int_equal(tc_mkdir(c, FUSE_ROOT_ID, "d", 0755, &d), 0);
 	assert_true(S_ISDIR(d.attr.mode));
 	assert_int_equal(tc_mkdir(c, FUSE_ROOT_ID, "d", 0755, &f), -EEXIST);
@@ -221,7 +221,7 @@ static void test_links_and_renames(void **state)
 	struct tc *c = &e->c;
 	tc_init(c);
 	struct fuse_entry_out a, l, s, b;
-	uint64_t fh;
+	uint64_t fh = 0;
 	assert_int_equal(tc_create(c, FUSE_ROOT_ID, "a", 0644, O_RDWR, &a, &fh), 0);
 	assert_int_equal(tc_write(c, a.nodeid, fh, 0, "AAAA", 4), 4);
 	assert_int_equal(tc_release(c, a.nodeid, fh, 0), 0);
@@ -274,7 +274,7 @@ static void test_setattr_and_misc(void **state)
 	struct tc *c = &e->c;
 	tc_init(c);
 	struct fuse_entry_out f;
-	uint64_t fh;
+	uint64_t fh = 0;
 	assert_int_equal(tc_create(c, FUSE_ROOT_ID, "f", 0644, O_RDWR, &f, &fh), 0);
 	assert_int_equal(tc_write(c, f.nodeid, fh, 0, "0123456789", 10), 10);
 	struct fuse_setattr_in sa = {.valid = FATTR_SIZE | FATTR_MODE | FATTR_MTIME,
@@ -363,7 +363,7 @@ static void test_xattrs(void **state)
 	struct tc *c = &e->c;
 	tc_init(c);
 	struct fuse_entry_out f;
-	uint64_t fh;
+	uint64_t fh = 0;
 	assert_int_equal(tc_create(c, FUSE_ROOT_ID, "x", 0644, O_RDWR, &f, &fh), 0);
 	struct fuse_setxattr_in si = {.size = 3};
 	int r = tc_call(c, FUSE_SETXATTR, f.nodeid, &si, FUSE_COMPAT_SETXATTR_IN_SIZE, "user.k", 7,
@@ -523,7 +523,7 @@ static void *worker(void *arg)
 	char name[32], buf[64];
 	for (int i = 0; i < 200; i++) {
 		struct fuse_entry_out eo, d;
-		uint64_t fh, dfh;
+		uint64_t fh = 0, dfh = 0;
 		snprintf(name, sizeof(name), "t%d-%d", w->id, i);
 		if (tc_create(&c, FUSE_ROOT_ID, name, 0644, O_RDWR, &eo, &fh) != 0)
 			continue;
@@ -562,7 +562,7 @@ static void test_threads(void **state)
 		pthread_join(t[i], NULL);
 		assert_int_equal(w[i].ok, 200);
 	}
-	uint64_t fh;
+	uint64_t fh = 0;
 	char list[256];
 	assert_int_equal(tc_open(&e->c, FUSE_ROOT_ID, O_RDONLY, 1, &fh), 0);
 	assert_int_equal(tc_readdir_all(&e->c, FUSE_ROOT_ID, fh, 0, list, sizeof(list)), 0);

@@ -346,7 +346,7 @@ static void test_hostile_memfs(void **state)
 		struct tc c;
 		tc_open_client(&c, s);
 		struct fuse_entry_out eo;
-		uint64_t fh;
+		uint64_t fh = 0;
 		tc_mkdir(&c, 1, "dir", 0755, &eo);
 		tc_create(&c, 1, "a", 0644, O_RDWR, &eo, &fh);
 		tc_write(&c, eo.nodeid, fh, 0, "hello", 5);
@@ -383,7 +383,7 @@ static void test_hostile_passthrough(void **state)
 		struct tc c;
 		tc_open_client(&c, s);
 		struct fuse_entry_out eo;
-		uint64_t fh;
+		uint64_t fh = 0;
 		if (!ro) {
 			tc_mkdir(&c, 1, "dir", 0755, &eo);
 			tc_create(&c, 1, "a", 0644, O_RDWR, &eo, &fh);

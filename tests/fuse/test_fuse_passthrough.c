@@ -91,7 +91,7 @@ static void test_escapes_contained(void **state)
 	tc_open_client(&c, server_on(e->dir, 0));
 	tc_init(&c);
 	struct fuse_entry_out eo, x;
-	uint64_t fh;
+	uint64_t fh = 0;
 	char buf[256];
 	/* ".." and slashes are never accepted as names. */
 	assert_int_equal(tc_lookup(&c, FUSE_ROOT_ID, "..", &x), -EINVAL);
@@ -168,7 +168,7 @@ static void test_read_only(void **state)
 	tc_open_client(&c, server_on(e->dir, 1));
 	tc_init(&c);
 	struct fuse_entry_out hello, sub, x;
-	uint64_t fh;
+	uint64_t fh = 0;
 	assert_int_equal(tc_lookup(&c, FUSE_ROOT_ID, "hello", &hello), 0);
 	assert_int_equal(tc_lookup(&c, FUSE_ROOT_ID, "sub", &sub), 0);
 	/* Reading is fine. */
@@ -240,7 +240,7 @@ static void test_node_snapshot_restore(void **state)
 	tc_open_client(&c, server_on(e->dir, 0));
 	tc_init(&c);
 	struct fuse_entry_out hello, sub, inner, moved, x;
-	uint64_t fh_file, fh_dir;
+	uint64_t fh_file = 0, fh_dir = 0;
 	assert_int_equal(tc_lookup(&c, FUSE_ROOT_ID, "hello", &hello), 0);
 	assert_int_equal(tc_lookup(&c, FUSE_ROOT_ID, "sub", &sub), 0);
 	assert_int_equal(tc_lookup(&c, sub.nodeid, "inner", &inner), 0);
@@ -254,7 +254,7 @@ static void test_node_snapshot_restore(void **state)
 	/* A directory made after a file, the file moved into it: the parent
 	 * has the larger node id. */
 	struct fuse_entry_out late, older;
-	uint64_t fh_older;
+	uint64_t fh_older = 0;
 	assert_int_equal(tc_create(&c, FUSE_ROOT_ID, "older", 0644, O_RDWR, &older, &fh_older), 0);
 	assert_int_equal(tc_write(&c, older.nodeid, fh_older, 0, "OLD", 3), 3);
 	assert_int_equal(tc_mkdir(&c, FUSE_ROOT_ID, "late", 0755, &late), 0);
@@ -262,14 +262,14 @@ static void test_node_snapshot_restore(void **state)
 	assert_int_equal(tc_rename2(&c, FUSE_ROOT_ID, "older", late.nodeid, "in-late", 0), 0);
 	/* Looked up before, untouched after the restore. */
 	struct fuse_entry_out etc, victim;
-	uint64_t fh_victim;
+	uint64_t fh_victim = 0;
 	assert_int_equal(tc_lookup(&c, FUSE_ROOT_ID, "etc", &etc), 0);
 	assert_int_equal(tc_create(&c, FUSE_ROOT_ID, "victim", 0644, O_RDWR, &victim, &fh_victim),
 			 0);
 	assert_int_equal(tc_release(&c, victim.nodeid, fh_victim, 0), 0);
 	/* An unlinked node has no path: it is left out. */
 	struct fuse_entry_out gone;
-	uint64_t fh_gone;
+	uint64_t fh_gone = 0;
 	assert_int_equal(tc_create(&c, FUSE_ROOT_ID, "gone", 0644, O_RDWR, &gone, &fh_gone), 0);
 	assert_int_equal(tc_remove(&c, FUSE_ROOT_ID, "gone", 0), 0);
 
@@ -310,7 +310,7 @@ static void test_node_snapshot_restore(void **state)
 	 * following its own file, not the new one under its old name. */
 	assert_int_equal(tc_remove(&r, FUSE_ROOT_ID, "victim", 0), 0);
 	struct fuse_entry_out nv;
-	uint64_t fh_nv;
+	uint64_t fh_nv = 0;
 	assert_int_equal(tc_create(&r, FUSE_ROOT_ID, "victim", 0644, O_RDWR, &nv, &fh_nv), 0);
 	assert_true(nv.nodeid != victim.nodeid);
 	assert_int_equal(tc_getattr(&r, victim.nodeid, &a), 0);
