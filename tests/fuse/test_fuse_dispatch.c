@@ -504,6 +504,49 @@ static void test_trace_file(void **state)
 	assert_non_null(strstr(buf, "error=-2"));
 }
 
+/* SM_FUSE_TRACE names the trace file when the config does not. */
+static void test_trace_env_and_config_errors(void **state)
+{
+	(void)state;
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/sm-fuse-envtrace-%d", getpid());
+	unlink(path);
+	setenv("SM_FUSE_TRACE", path, 1);
+	struct sm_error err = {0};
+	struct fuse_backend *be;
+	struct fuse_server *s;
+	struct fuse_server_config cfg;
+	fuse_server_config_init(&cfg);
+	assert_int_equal(fuse_memfs_new(&be, &err), 0);
+	assert_int_equal(fuse_server_new(&cfg, be, &s, &err), 0);
+	unsetenv("SM_FUSE_TRACE");
+	struct tc c;
+	tc_open_client(&c, s);
+	tc_init(&c);
+	tc_close_client(&c);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char line[256] = {0};
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	unlink(path);
+	assert_non_null(strstr(line, "op=INIT(26)"));
+	/* Bad configurations are refused with a message; the backend is freed. */
+	cfg.max_write = 1000;
+	assert_int_equal(fuse_memfs_new(&be, &err), 0);
+	assert_int_equal(fuse_server_new(&cfg, be, &s, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "max_write"));
+	fuse_server_config_init(&cfg);
+	cfg.trace_path = "/nonexistent-dir/trace";
+	assert_int_equal(fuse_memfs_new(&be, &err), 0);
+	assert_true(fuse_server_new(&cfg, be, &s, &err) < 0);
+	assert_non_null(strstr(err.msg, "trace"));
+	/* A NULL config means the defaults. */
+	assert_int_equal(fuse_memfs_new(&be, &err), 0);
+	assert_int_equal(fuse_server_new(NULL, be, &s, &err), 0);
+	fuse_server_free(s);
+}
+
 struct worker {
 	struct fuse_server *s;
 	int id;
@@ -580,5 +623,9 @@ int main(void)
 		BOTH(test_links_and_renames), BOTH(test_setattr_and_misc), BOTH(test_xattrs),
 		BOTH(test_malformed),	      BOTH(test_trace_file),	   BOTH(test_threads),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const struct CMUnitTest single[] = {
+		cmocka_unit_test(test_trace_env_and_config_errors),
+	};
+	int r = cmocka_run_group_tests(tests, NULL, NULL);
+	return r + cmocka_run_group_tests(single, NULL, NULL);
 }
