@@ -6,6 +6,7 @@
 set -eu
 smbake=$1
 src=$2
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (owners are compared with umoci unpack)"; exit 77; }
 for tool in docker-registry skopeo umoci curl; do
 	command -v $tool >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
 done

@@ -6,6 +6,7 @@
 set -eu
 smbake=$1
 src=$2
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (owners are compared with umoci unpack)"; exit 77; }
 command -v umoci >/dev/null || { echo "SKIP: umoci not installed"; exit 77; }
 t=$(mktemp -d /tmp/sm-oci-local-XXXXXX)
 trap 'rm -rf "$t"' EXIT
@@ -72,6 +73,33 @@ PY
 grep -q "no manifest for platform linux/amd64 (it offers: linux/arm64/v8)" "$t/err" || fail "platform message: $(cat "$t/err")"
 "$smbake" --unpack-only --platform linux/arm64 "oci:$t/multi:multi" -o "$t/out-multi" || fail "--platform"
 python3 "$src/tests/oci/compare_trees.py" "$t/ref/rootfs" "$t/out-multi" >/dev/null || fail "multi differs"
+
+# blobs addressed by sha512 (accepted, verified, stored under blobs/sha512)
+cp -r "$t/img/oci" "$t/s512"
+python3 - "$t/s512" <<'PY'
+import hashlib, json, os, sys
+d = sys.argv[1]
+def read(dg):
+    a, h = dg.split(":")
+    return open(os.path.join(d, "blobs", a, h), "rb").read()
+def put(b, alg):
+    h = hashlib.new(alg, b).hexdigest()
+    os.makedirs(os.path.join(d, "blobs", alg), exist_ok=True)
+    open(os.path.join(d, "blobs", alg, h), "wb").write(b)
+    return alg + ":" + h
+idx = json.load(open(os.path.join(d, "index.json")))
+m = json.loads(read(idx["manifests"][0]["digest"]))
+m["config"]["digest"] = put(read(m["config"]["digest"]), "sha512")
+for l in m["layers"]:
+    l["digest"] = put(read(l["digest"]), "sha512")
+mb = json.dumps(m).encode()
+idx["manifests"][0]["digest"] = put(mb, "sha256")
+idx["manifests"][0]["size"] = len(mb)
+json.dump(idx, open(os.path.join(d, "index.json"), "w"))
+PY
+SM_CACHE=$t/cache512 "$smbake" --unpack-only "oci:$t/s512" -o "$t/out-512" || fail "sha512 blobs"
+python3 "$src/tests/oci/compare_trees.py" "$t/ref/rootfs" "$t/out-512" >/dev/null || fail "sha512 tree differs"
+[ "$(ls "$t/cache512/blobs/sha512" | wc -l)" -eq 3 ] || fail "sha512 blobs not stored by sha512"
 
 # two concurrent unpacks of the same image into a fresh cache
 export SM_CACHE=$t/cache2

@@ -7,6 +7,7 @@
 set -eu
 smbake=$1
 src=$2
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (owners are compared with umoci unpack)"; exit 77; }
 command -v umoci >/dev/null || { echo "SKIP: umoci not installed"; exit 77; }
 t=$(mktemp -d /tmp/sm-oci-faults-XXXXXX)
 pid=
