@@ -1,0 +1,26 @@
+#!/bin/bash
+# Exit statuses and VM lifecycle: a missing command gives 127, a command
+# killed by a signal 128+N, two vCPUs come up, the UART carries user-space
+# writes, virtio-rng feeds /dev/hwrng, and a guest reboot (i8042 reset)
+# stops the VM cleanly with exit 125 and a message saying so.
+. "$(dirname "$0")/vm_common.sh" "$1"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+set +e
+"$smrun" --kernel "$kernel" --console none -- /no/such/command 2>"$work/err"
+[ $? = 127 ] || fail "missing command: want 127"
+grep -q 'No such file' "$work/err" || fail "missing command: no message"
+"$smrun" --kernel "$kernel" --console none -- /bin/sh -c 'kill -TERM $$'
+[ $? = 143 ] || fail "SIGTERM: want 143"
+out=$("$smrun" --kernel "$kernel" --cpus 2 --console "$work/console" -- /bin/sh -c \
+	'cat /sys/devices/system/cpu/online; head -c 64 /dev/hwrng | wc -c; echo to-console >/dev/console')
+[ $? = 0 ] || fail "2 vCPUs: exit status"
+[ "$out" = "$(printf '0-1\n64')" ] || fail "2 vCPUs / hwrng: got '$out'"
+grep -q to-console "$work/console" || fail "user-space write to the console did not appear"
+timeout 120 "$smrun" --kernel "$kernel" --console none -- /bin/sh -c '/bin/busybox reboot -f; sleep 30' \
+	2>"$work/err"
+rc=$?
+set -e
+cat "$work/err" >&2
+[ $rc = 125 ] || fail "guest reboot: want 125, got $rc"
+grep -q 'guest reset' "$work/err" || fail "guest reboot: no 'guest reset' message"
+echo "PASS: 127, 143, two vCPUs, hwrng, console, reboot -> 125"
