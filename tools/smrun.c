@@ -6,10 +6,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +44,7 @@ static const char usage[] =
 	"  --timeout SECS    how long to wait for the agent (default 120)\n"
 	"  --timing          print a JSON line with boot timings to stderr\n"
 	"  --version, -h, --help\n\n"
+	"SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to CMD while it runs.\n\n"
 	"Exit status: CMD's status (128+N when killed by signal N; 127 when CMD\n"
 	"is not found, 126 when it cannot be run), 125 on a supermachine error.\n";
 
@@ -334,7 +337,20 @@ int main(int argc, char **argv)
 		jobs[j].stdout_fd = 1;
 		jobs[j].stderr_fd = 2;
 	}
-	if (vm_agent_run(conn, jobs, (int)parallel, vm_stopped_fd(vm), &err) < 0)
+	/* Ctrl-C and friends go to the command, which decides how to exit. */
+	sigset_t fwd, old_mask;
+	sigemptyset(&fwd);
+	sigaddset(&fwd, SIGINT);
+	sigaddset(&fwd, SIGTERM);
+	sigaddset(&fwd, SIGHUP);
+	sigaddset(&fwd, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &fwd, &old_mask);
+	int sig_fd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
+	int run_rc = vm_agent_run(conn, jobs, (int)parallel, vm_stopped_fd(vm), sig_fd, &err);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	if (run_rc < 0)
 		goto vm_failed;
 	t_done = now_ms();
 	rc = 0;

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -269,7 +270,8 @@ static int on_frame(const struct vm_agent_hdr *h, const uint8_t *p, struct vm_ag
 	return sm_error_set(err, EPROTO, "agent sent unexpected frame type %u", h->type);
 }
 
-int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, struct sm_error *err)
+int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_fd,
+		 struct sm_error *err)
 {
 	struct outbuf o = {0};
 	uint8_t *in = NULL;
@@ -280,7 +282,7 @@ int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, struct s
 	if (n <= 0 || n > 64)
 		return sm_error_set(err, EINVAL, "between 1 and 64 jobs");
 	in = malloc(in_cap);
-	pf = calloc((size_t)n + 2, sizeof(*pf));
+	pf = calloc((size_t)n + 3, sizeof(*pf));
 	if (!in || !pf) {
 		rc = sm_error_set(err, ENOMEM, "out of memory");
 		goto out;
@@ -310,6 +312,7 @@ int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, struct s
 		int np = 0;
 		pf[np++] = (struct pollfd){.fd = fd, .events = POLLIN | (o.len ? POLLOUT : 0)};
 		pf[np++] = (struct pollfd){.fd = stop_fd, .events = POLLIN};
+		pf[np++] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
 		int stdin_idx[64];
 		for (int i = 0; i < n; i++) {
 			stdin_idx[i] = -1;
@@ -329,6 +332,21 @@ int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, struct s
 		if (stop_fd >= 0 && pf[1].revents) {
 			rc = sm_error_set(err, ECANCELED, "the VM stopped while commands ran");
 			goto out;
+		}
+		if (sig_fd >= 0 && (pf[2].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+				uint8_t sig[4];
+				for (int b = 0; b < 4; b++)
+					sig[b] = (uint8_t)(si.ssi_signo >> (8 * b));
+				for (int i = 0; i < n; i++)
+					if (!jobs[i].done &&
+					    out_frame(&o, VM_AGENT_SIGNAL, (uint32_t)i + 1, sig,
+						      4) < 0) {
+						rc = sm_error_set(err, ENOMEM, "out of memory");
+						goto out;
+					}
+			}
 		}
 		if (pf[0].revents & POLLOUT) {
 			ssize_t w = send(fd, o.p + o.off, o.len, MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -455,7 +455,10 @@ struct vm_agent_job {
 };
 
 /* Run N jobs concurrently over the agent connection FD and wait for all of
- * them: exec requests, stdin forwarding, output to the jobs' fds. Returns
- * 0 when every job finished (EXIT or ERROR), -errno on a connection or
- * protocol failure, or -ECANCELED when STOP_FD (may be -1) fires. */
-int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, struct sm_error *err);
+ * them: exec requests, stdin forwarding, output to the jobs' fds. SIG_FD
+ * (a signalfd, or -1) is forwarded: each signal read from it is sent to
+ * every running job. Returns 0 when every job finished (EXIT or ERROR),
+ * -errno on a connection or protocol failure, or -ECANCELED when STOP_FD
+ * (may be -1) fires. */
+int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_fd,
+		 struct sm_error *err);

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -49,7 +51,7 @@ struct fake {
 	char argv0[64];
 };
 
-enum { ECHO_STDIN, TWO_JOBS, EXEC_ERROR, BAD_FRAME, HANG_UP };
+enum { ECHO_STDIN, TWO_JOBS, EXEC_ERROR, FORWARD_SIGNAL, BAD_FRAME, HANG_UP };
 
 static void *fake_agent(void *arg)
 {
@@ -93,6 +95,13 @@ static void *fake_agent(void *arg)
 				vm_agent_exit_encode(ex, 1, 9);
 				send_frame(f->fd, VM_AGENT_EXIT, 1, ex, 8);
 			}
+		} else if (hd.type == VM_AGENT_SIGNAL && f->mode == FORWARD_SIGNAL) {
+			uint32_t sig;
+			assert_int_equal(hd.len, 4);
+			memcpy(&sig, payload, 4);
+			uint8_t ex[8];
+			vm_agent_exit_encode(ex, 1, (int)sig);
+			send_frame(f->fd, VM_AGENT_EXIT, hd.id, ex, 8);
 		} else if (hd.type == VM_AGENT_STDIN && f->mode == ECHO_STDIN) {
 			if (hd.len == 0) {
 				f->saw_eof = 1;
@@ -139,7 +148,7 @@ static void test_stdin_roundtrip(void **state)
 	struct vm_agent_job j;
 	job_init(&j, fileno(in), fileno(out), -1, VM_AGENT_EXEC_STDIN);
 	struct sm_error err = {0};
-	assert_int_equal(vm_agent_run(sp[0], &j, 1, -1, &err), 0);
+	assert_int_equal(vm_agent_run(sp[0], &j, 1, -1, -1, &err), 0);
 	close(sp[0]);
 	pthread_join(th, NULL);
 	assert_true(j.done);
@@ -170,7 +179,7 @@ static void test_two_jobs(void **state)
 	job_init(&j[0], -1, o[1], e[1], 0);
 	job_init(&j[1], -1, o[1], e[1], 0);
 	struct sm_error err = {0};
-	assert_int_equal(vm_agent_run(sp[0], j, 2, -1, &err), 0);
+	assert_int_equal(vm_agent_run(sp[0], j, 2, -1, -1, &err), 0);
 	close(sp[0]);
 	pthread_join(th, NULL);
 	assert_int_equal(j[0].signaled, 1);
@@ -199,7 +208,7 @@ static void test_exec_error(void **state)
 	struct vm_agent_job j;
 	job_init(&j, -1, -1, -1, 0);
 	struct sm_error err = {0};
-	assert_int_equal(vm_agent_run(sp[0], &j, 1, -1, &err), 0);
+	assert_int_equal(vm_agent_run(sp[0], &j, 1, -1, -1, &err), 0);
 	close(sp[0]);
 	pthread_join(th, NULL);
 	assert_int_equal(j.exec_errno, ENOENT);
@@ -218,12 +227,39 @@ static void test_protocol_violations(void **state)
 		struct vm_agent_job j;
 		job_init(&j, -1, -1, -1, 0);
 		struct sm_error err = {0};
-		int r = vm_agent_run(sp[0], &j, 1, -1, &err);
+		int r = vm_agent_run(sp[0], &j, 1, -1, -1, &err);
 		assert_int_equal(r, mode == BAD_FRAME ? -EPROTO : -ECONNRESET);
 		assert_true(err.msg[0] != 0);
 		close(sp[0]);
 		pthread_join(th, NULL);
 	}
+}
+
+static void test_signal_forwarding(void **state)
+{
+	(void)state;
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	int sfd = signalfd(-1, &set, SFD_NONBLOCK);
+	assert_true(sfd >= 0);
+	int sp[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	struct fake f = {.fd = sp[1], .mode = FORWARD_SIGNAL};
+	pthread_t th;
+	pthread_create(&th, NULL, fake_agent, &f);
+	assert_int_equal(kill(getpid(), SIGUSR1), 0);
+	struct vm_agent_job j;
+	job_init(&j, -1, -1, -1, 0);
+	struct sm_error err = {0};
+	assert_int_equal(vm_agent_run(sp[0], &j, 1, -1, sfd, &err), 0);
+	assert_int_equal(j.signaled, 1);
+	assert_int_equal(j.code, SIGUSR1);
+	close(sp[0]);
+	pthread_join(th, NULL);
+	close(sfd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static void test_stop_fd_cancels(void **state)
@@ -236,7 +272,7 @@ static void test_stop_fd_cancels(void **state)
 	struct vm_agent_job j;
 	job_init(&j, -1, -1, -1, 0);
 	struct sm_error err = {0};
-	assert_int_equal(vm_agent_run(sp[0], &j, 1, stop[0], &err), -ECANCELED);
+	assert_int_equal(vm_agent_run(sp[0], &j, 1, stop[0], -1, &err), -ECANCELED);
 	close(sp[0]);
 	close(sp[1]);
 	close(stop[0]);
@@ -317,9 +353,13 @@ static void test_ready_and_connect(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_stdin_roundtrip), cmocka_unit_test(test_two_jobs),
-		cmocka_unit_test(test_exec_error),	cmocka_unit_test(test_protocol_violations),
-		cmocka_unit_test(test_stop_fd_cancels), cmocka_unit_test(test_ready_and_connect),
+		cmocka_unit_test(test_stdin_roundtrip),
+		cmocka_unit_test(test_two_jobs),
+		cmocka_unit_test(test_exec_error),
+		cmocka_unit_test(test_protocol_violations),
+		cmocka_unit_test(test_signal_forwarding),
+		cmocka_unit_test(test_stop_fd_cancels),
+		cmocka_unit_test(test_ready_and_connect),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
