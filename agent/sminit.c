@@ -420,7 +420,8 @@ static void conn_read(struct conn *c)
 			int sig;
 			if (x && h.len == 4) {
 				memcpy(&sig, p, 4);
-				if (sig > 0 && sig < 65)
+				/* To its process group, as a terminal would. */
+				if (sig > 0 && sig < 65 && kill(-x->pid, sig) < 0)
 					kill(x->pid, sig);
 			}
 			break;
