@@ -5,6 +5,8 @@ REPO:latest over the distribution API and misbehaves on purpose.
   fakereg.py LAYOUT_DIR PORT_FILE LOG_FILE MODE
 
 Modes: ok, cut (each blob's first GET is cut off halfway; Range resumes),
+cut-norange (the same, but Range is ignored: the client must start over),
+always503 (everything but /v2/ fails with 503),
 503 (every path fails once with 503), 429 (the manifest gets 429 +
 Retry-After: 1 once), corrupt (the largest blob is served with a flipped
 byte), foreign-index (the tag resolves to an index with only linux/s390x),
@@ -101,6 +103,8 @@ class H(BaseHTTPRequestHandler):
                       f'scope="repository:test/busybox:pull"')
                 return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}',
                                  extra={"WWW-Authenticate": ch})
+        if mode == "always503" and path != "/v2/":
+            return self.send(503, b'{"errors":[{"code":"UNAVAILABLE","message":"down"}]}')
         if mode == "503" and first_time(path):
             return self.send(503, b'{"errors":[{"code":"UNAVAILABLE"}]}')
         if path == "/v2/" or path == "/v2":
@@ -139,12 +143,14 @@ class H(BaseHTTPRequestHandler):
             data[len(data) // 2] ^= 0xFF
             data = bytes(data)
         rng = self.headers.get("Range")
+        if mode == "cut-norange":
+            rng = None  # a server that ignores Range: the client must restart
         if rng and rng.startswith("bytes="):
             start = int(rng[6:].split("-")[0])
             part = data[start:]
             return self.send(206, part, "application/octet-stream",
                              {"Content-Range": f"bytes {start}-{len(data)-1}/{len(data)}"})
-        if mode == "cut" and len(data) > 1024 and first_time("cut" + digest):
+        if mode in ("cut", "cut-norange") and len(data) > 1024 and first_time("cut" + digest):
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(data)))

@@ -47,6 +47,14 @@ grep -q "^CUT" "$t/log" || fail "cut: the server never cut"
 grep -q "range=bytes=[1-9]" "$t/log" || fail "cut: no Range resume"
 echo "ok: resume after a cut connection"
 
+start cut-norange
+pull "$t/out-cutnr" || fail "cut-norange: $(cat "$t/err")"; same "$t/out-cutnr"
+grep -q "^CUT" "$t/log" || fail "cut-norange: the server never cut"
+echo "ok: restart when the server ignores Range"
+
+start always503
+expect_fail always503 "HTTP 503: UNAVAILABLE down (gave up after 6 attempts)"
+
 start 503
 pull "$t/out-503" || fail "503: $(cat "$t/err")"; same "$t/out-503"; echo "ok: 503 then success"
 
