@@ -56,7 +56,28 @@ struct reg {
 	/* progress */
 	unsigned layers_done, layers_total;
 	uint64_t bytes_done;
+	struct timespec last_draw;
 };
+
+static void progress(struct reg *r);
+
+/* Redraw the progress line at most ten times a second. */
+static void progress_tick(struct reg *r)
+{
+	struct timespec now;
+	if (!r->o->progress)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&r->mu);
+	long ms = (now.tv_sec - r->last_draw.tv_sec) * 1000 +
+		  (now.tv_nsec - r->last_draw.tv_nsec) / 1000000;
+	int draw = ms >= 100;
+	if (draw)
+		r->last_draw = now;
+	pthread_mutex_unlock(&r->mu);
+	if (draw)
+		progress(r);
+}
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -374,6 +395,7 @@ static size_t on_body(char *b, size_t sz, size_t n, void *ud)
 			pthread_mutex_lock(&p->reg->mu);
 			p->reg->bytes_done += len;
 			pthread_mutex_unlock(&p->reg->mu);
+			progress_tick(p->reg);
 		}
 		return len;
 	}
