@@ -5,7 +5,7 @@
 #
 # Usage: bench/pull.sh [busybox|debian] [RUNS]
 #   SMBAKE=path/to/smbake (default: build/tools/smbake, then build-oci/tools/smbake)
-# Needs: docker-registry, skopeo, umoci, curl, python3; busybox-static for
+# Needs: docker-registry, skopeo, umoci, python3, bc; busybox-static for
 # "busybox"; debootstrap (first run, cached after) for "debian".
 set -eu
 which=${1:-debian}
@@ -30,7 +30,13 @@ printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory:
 	"$t" "$port" >"$t/reg.yml"
 docker-registry serve "$t/reg.yml" >"$t/reg.log" 2>&1 &
 rpid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do
+	python3 -c 'import sys, urllib.request, urllib.error
+try: urllib.request.urlopen(sys.argv[1], timeout=2); sys.exit(0)
+except urllib.error.HTTPError as e: sys.exit(0 if e.code == 401 else 1)
+except Exception: sys.exit(1)' "http://127.0.0.1:$port/v2/" && break
+	sleep 0.1
+done
 ref=127.0.0.1:$port/bench/$which:latest
 skopeo copy -q --dest-tls-verify=false "oci:$t/img/oci:latest" "docker://$ref"
 size=$(du -sb "$t/reg" | cut -f1)

@@ -7,7 +7,7 @@ set -eu
 smbake=$1
 src=$2
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (owners are compared with umoci unpack)"; exit 77; }
-for tool in docker-registry skopeo umoci curl; do
+for tool in docker-registry skopeo umoci; do
 	command -v $tool >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
 done
 t=$(mktemp -d /tmp/sm-oci-debian-XXXXXX)
@@ -21,7 +21,13 @@ printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory:
 	"$t" "$port" >"$t/reg.yml"
 docker-registry serve "$t/reg.yml" >"$t/reg.log" 2>&1 &
 rpid=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do
+	python3 -c 'import sys, urllib.request, urllib.error
+try: urllib.request.urlopen(sys.argv[1], timeout=2); sys.exit(0)
+except urllib.error.HTTPError as e: sys.exit(0 if e.code == 401 else 1)
+except Exception: sys.exit(1)' "http://127.0.0.1:$port/v2/" && break
+	sleep 0.1
+done
 skopeo copy -q --dest-tls-verify=false "oci:$t/img/oci:latest" "docker://127.0.0.1:$port/debian:bookworm"
 export SM_CACHE=$t/cache
 "$smbake" --unpack-only "127.0.0.1:$port/debian:bookworm" -o "$t/reg-out" || fail "registry pull"

@@ -9,7 +9,7 @@ set -eu
 smbake=$1
 src=$2
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (owners are compared with umoci unpack)"; exit 77; }
-for tool in docker-registry skopeo umoci htpasswd curl; do
+for tool in docker-registry skopeo umoci htpasswd; do
 	command -v $tool >/dev/null || { echo "SKIP: $tool not installed"; exit 77; }
 done
 t=$(mktemp -d /tmp/sm-oci-reg-XXXXXX)
@@ -31,8 +31,10 @@ start_registry() { # NAME PORT [htpasswd-file]
 	docker-registry serve "$t/$1/config.yml" >"$t/$1/log" 2>&1 &
 	pids="$pids $!"
 	for _ in $(seq 100); do
-		code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/v2/" || true)
-		[ "$code" = 200 ] || [ "$code" = 401 ] && return 0
+		python3 -c 'import sys, urllib.request, urllib.error
+try: urllib.request.urlopen(sys.argv[1], timeout=2); sys.exit(0)
+except urllib.error.HTTPError as e: sys.exit(0 if e.code == 401 else 1)
+except Exception: sys.exit(1)' "http://127.0.0.1:$2/v2/" && return 0
 		sleep 0.1
 	done
 	cat "$t/$1/log"
@@ -50,9 +52,11 @@ skopeo copy -q --dest-tls-verify=false "oci:$t/img/oci:latest" "docker://127.0.0
 export SM_CACHE=$t/cache1
 "$smbake" --unpack-only "127.0.0.1:$p1/busybox:latest" -o "$t/o1" || fail "pull by tag"
 same "$t/o1"
-digest=$(curl -s -I -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-	"http://127.0.0.1:$p1/v2/busybox/manifests/latest" | tr -d '\r' |
-	awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+digest=$(python3 -c 'import sys, urllib.request
+r = urllib.request.Request(sys.argv[1], method="HEAD",
+    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+print(urllib.request.urlopen(r).headers["Docker-Content-Digest"])' \
+	"http://127.0.0.1:$p1/v2/busybox/manifests/latest")
 case $digest in sha256:*) ;; *) fail "no digest from the registry" ;; esac
 export SM_CACHE=$t/cache2
 "$smbake" --unpack-only "127.0.0.1:$p1/busybox@$digest" -o "$t/o2" || fail "pull by digest"
