@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -338,6 +340,18 @@ static void test_absolute_names_contained(void **state)
 	assert_contained(t);
 }
 
+/* Without openat2 (old kernel, seccomp) symlinked parents are refused
+ * instead of being resolved beneath the root: also contained. */
+static int have_openat2(void)
+{
+	struct open_how how = {.flags = O_PATH | O_DIRECTORY, .resolve = RESOLVE_IN_ROOT};
+	long fd = syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof(how));
+	if (fd < 0)
+		return 0;
+	close((int)fd);
+	return 1;
+}
+
 static void build_symlink_escape(struct t *t, struct layer *l)
 {
 	char target[400];
@@ -360,9 +374,9 @@ static void test_symlink_escape_contained(void **state)
 	int r = apply_one(t, build_symlink_escape, &err);
 	if (getenv("SM_TEST_VERBOSE"))
 		fprintf(stderr, "symlink escape: r=%d %s\n", r, err.msg);
-	if (r < 0)
+	if (r < 0 && have_openat2())
 		fail_msg("%s", err.msg);
-	{
+	if (r == 0) {
 		assert_string_equal(slurp(t->root, "outside/pwned"), "in root");
 		char rel[400];
 		snprintf(rel, sizeof(rel), "%s/pwned", t->outside + 1);
