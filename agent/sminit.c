@@ -132,6 +132,78 @@ static void setup_system(void)
 		setenv("PATH", DEFAULT_PATH, 1);
 }
 
+/* The value of KEY=VALUE on the kernel command line, or -1. */
+static int cmdline_get(const char *key, char *val, size_t size)
+{
+	char buf[4096];
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	size_t kl = strlen(key);
+	for (char *p = buf; *p;) {
+		p += strspn(p, " \n");
+		char *end = p + strcspn(p, " \n");
+		if ((size_t)(end - p) > kl && !strncmp(p, key, kl) && p[kl] == '=') {
+			size_t vl = (size_t)(end - p) - kl - 1;
+			if (vl >= size)
+				return -1;
+			memcpy(val, p + kl + 1, vl);
+			val[vl] = 0;
+			return 0;
+		}
+		p = end;
+	}
+	return -1;
+}
+
+/* sm.rootfs=TAG (set by the VMM with virtio-fs): mount TAG read-only (with
+ * sm.dax=MODE: -o dax=MODE) as the lower layer of an overlay whose upper
+ * layer is a tmpfs, move /proc /sys /dev /tmp /run into it and make it the
+ * root as switch_root does (MS_MOVE onto /, chroot). Every command then
+ * runs in the image and writes privately. Without it: stay on the initramfs. */
+static void setup_rootfs(void)
+{
+	char tag[64], dax[32], opts[64] = "";
+	if (cmdline_get("sm.rootfs", tag, sizeof(tag)) < 0)
+		return;
+	if (cmdline_get("sm.dax", dax, sizeof(dax)) == 0)
+		snprintf(opts, sizeof(opts), "dax=%s", dax);
+	static const char *const dirs[] = {"/mnt", "/mnt/lower", "/mnt/rw", "/mnt/root"};
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+		mkdir(dirs[i], 0755);
+	if (mount(tag, "/mnt/lower", "virtiofs", MS_RDONLY, opts[0] ? opts : NULL) < 0) {
+		logmsg("rootfs: mount virtiofs %s %s: %s", tag, opts, strerror(errno));
+		return;
+	}
+	if (mount("tmpfs", "/mnt/rw", "tmpfs", 0, "mode=0755") < 0) {
+		logmsg("rootfs: mount tmpfs: %s", strerror(errno));
+		return;
+	}
+	mkdir("/mnt/rw/upper", 0755);
+	mkdir("/mnt/rw/work", 0755);
+	if (mount("overlay", "/mnt/root", "overlay", 0,
+		  "lowerdir=/mnt/lower,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work") < 0) {
+		logmsg("rootfs: mount overlay: %s", strerror(errno));
+		return;
+	}
+	static const char *const moved[] = {"/proc", "/sys", "/dev", "/tmp", "/run"};
+	for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
+		char to[64];
+		snprintf(to, sizeof(to), "/mnt/root%s", moved[i]);
+		mkdir(to, 0755);
+		if (mount(moved[i], to, NULL, MS_MOVE, NULL) < 0)
+			logmsg("rootfs: move %s: %s", moved[i], strerror(errno));
+	}
+	if (chdir("/mnt/root") < 0 || mount("/mnt/root", "/", NULL, MS_MOVE, NULL) < 0 ||
+	    chroot(".") < 0 || chdir("/") < 0)
+		logmsg("rootfs: switch root: %s", strerror(errno));
+}
+
 static int report_ready(void)
 {
 	int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -477,8 +549,10 @@ static void pump_output(struct exec *x, int *fd, uint16_t type)
 
 int main(void)
 {
-	if (getpid() == 1)
+	if (getpid() == 1) {
 		setup_system();
+		setup_rootfs();
+	}
 	for (int i = 0; i < MAX_EXECS; i++)
 		execs[i].out_fd = execs[i].err_fd = execs[i].in_fd = -1;
 	for (int i = 0; i < MAX_CONNS; i++)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,11 @@ static const char usage[] =
 	"                    else ../agent/sminit next to this program)\n"
 	"  --busybox FILE    busybox to include (default /bin/busybox if present)\n"
 	"  --no-busybox      initramfs with the agent only\n"
+	"  --rootfs DIR      share DIR read-only over virtio-fs as the guest's root\n"
+	"                    (an overlay with a private tmpfs upper layer: DIR is\n"
+	"                    never modified)\n"
+	"  --dax             with --rootfs: map files through a 1 GiB DAX window\n"
+	"  --dax-mib N       DAX window size in MiB (implies --dax)\n"
 	"  --write-initrd F  write the built initramfs to F and exit\n"
 	"  --mem MIB         guest memory in MiB (default 256)\n"
 	"  --cpus N          vCPUs (default 1)\n"
@@ -121,6 +127,8 @@ int main(int argc, char **argv)
 	unsigned long mem = 256, cpus = 1, parallel = 1, timeout = 120;
 	unsigned long uid = 0, gid = 0;
 	int timing = 0, no_stdin = 0, busybox_set = 0;
+	const char *rootfs = NULL;
+	unsigned long dax_mib = 0;
 	const char **env = calloc((size_t)argc + 2, sizeof(char *));
 	uint32_t envc = 0;
 	int i;
@@ -206,6 +214,13 @@ int main(int argc, char **argv)
 				fprintf(stderr, "smrun: bad --user '%s' (want UID[:GID])\n", v);
 				return 125;
 			}
+		} else if (!strcmp(a, "--rootfs")) {
+			NEED_ARG;
+			rootfs = v;
+		} else if (!strcmp(a, "--dax")) {
+			dax_mib = 1024;
+		} else if (!strcmp(a, "--dax-mib")) {
+			NUM_ARG(dax_mib, 2, VM_DAX_WINDOW_MAX_MIB);
 		} else if (!strcmp(a, "--no-stdin")) {
 			no_stdin = 1;
 		} else if (!strcmp(a, "--parallel")) {
@@ -229,6 +244,18 @@ int main(int argc, char **argv)
 	}
 	if (busybox && !busybox_set && access(busybox, X_OK) != 0)
 		busybox = NULL;
+	if (dax_mib && !rootfs) {
+		fprintf(stderr, "smrun: --dax needs --rootfs\n");
+		return 125;
+	}
+	if (rootfs) {
+		/* The passthrough backend holds one fd per node the guest looks up. */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	struct sm_error err = {0};
@@ -300,6 +327,8 @@ int main(int argc, char **argv)
 		.cmdline_extra = append,
 		.console_fd = console_fd,
 		.vsock_uds = uds,
+		.fs_root = rootfs,
+		.fs_dax_mib = dax_mib,
 	};
 	if (vm_create(&vm, &cfg, &err) < 0) {
 		rc = fail("cannot create the VM", &err);

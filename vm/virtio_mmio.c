@@ -218,10 +218,14 @@ static uint32_t read_reg(struct virtio_mmio *t, uint64_t off)
 		return t->status;
 	case REG_SHM_LEN_LOW:
 	case REG_SHM_LEN_HIGH:
-		return 0xffffffff; /* no shared memory regions (yet): length -1 */
 	case REG_SHM_BASE_LOW:
-	case REG_SHM_BASE_HIGH:
-		return 0xffffffff;
+	case REG_SHM_BASE_HIGH: {
+		uint64_t base, len;
+		if (!t->ops->shm_region || !t->ops->shm_region(t->dev, t->shm_sel, &base, &len))
+			return 0xffffffff; /* no such region: length -1 */
+		uint64_t v = off < REG_SHM_BASE_LOW ? len : base;
+		return (off & 4) ? (uint32_t)(v >> 32) : (uint32_t)v;
+	}
 	case REG_CONFIG_GENERATION:
 		return t->config_generation;
 	}

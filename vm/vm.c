@@ -46,6 +46,7 @@ struct vm {
 	int n_virtio;
 	struct virtio_rng rng;
 	struct virtio_vsock *vsock;
+	struct virtio_fs *fs;
 	char cmdline[VM_BOOT_CMDLINE_MAX];
 	uint64_t entry;
 
@@ -534,6 +535,55 @@ static int load_kernel(struct vm *vm, const char *path, uint64_t *kernel_end, st
 	return 0;
 }
 
+/* virtio-fs over cfg->fs_root, read-only, with an optional DAX window at
+ * VM_DAX_WINDOW_GPA (one KVM slot per mapping, see vm/dax_map.c). */
+static int add_fs(struct vm *vm, const struct vm_config *cfg, struct sm_error *err)
+{
+	if (cfg->fs_dax_mib > VM_DAX_WINDOW_MAX_MIB)
+		return sm_error_set(err, EINVAL, "DAX window of %llu MiB is over %d MiB",
+				    (unsigned long long)cfg->fs_dax_mib, VM_DAX_WINDOW_MAX_MIB);
+	uint64_t dax_len = cfg->fs_dax_mib << 20;
+	uint32_t max_slots = 0;
+	if (dax_len) {
+		int n = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
+		if (n <= VM_DAX_FIRST_SLOT + 1)
+			return sm_error_set(err, ENOSPC,
+					    "KVM offers %d memory slots, too few for DAX", n);
+		max_slots = (uint32_t)(n - VM_DAX_FIRST_SLOT);
+		if (max_slots > 4096)
+			max_slots = 4096;
+		/* The guest maps 2 MiB ranges: never offer more than the slots cover. */
+		if (dax_len > ((uint64_t)max_slots << 21))
+			dax_len = (uint64_t)max_slots << 21;
+	}
+	struct virtio_fs_config fc = {
+		.root_dir = cfg->fs_root,
+		.tag = "rootfs",
+		.read_only = 1,
+		.dax_gpa = VM_DAX_WINDOW_GPA,
+		.dax_len = dax_len,
+		.vm_fd = vm->vm_fd,
+		.first_slot = VM_DAX_FIRST_SLOT,
+		.max_slots = max_slots,
+	};
+	int r = virtio_fs_create(&vm->fs, &fc, err);
+	struct virtio_mmio *t = NULL;
+	if (r == 0)
+		r = add_virtio(vm, &virtio_fs_ops, vm->fs, &t, err);
+	if (r == 0)
+		r = virtio_fs_attach(vm->fs, t, err);
+	if (r == 0 && dax_len)
+		r = vm_io_bus_register(&vm->mmio, VM_DAX_WINDOW_GPA, dax_len, virtio_fs_dax_io,
+				       vm->fs, err);
+	if (r < 0)
+		return r;
+	const char *arg = dax_len ? " sm.rootfs=rootfs sm.dax=always" : " sm.rootfs=rootfs";
+	if (strlen(vm->cmdline) + strlen(arg) + 1 > sizeof(vm->cmdline))
+		return sm_error_set(err, E2BIG, "kernel command line too long");
+	strcat(vm->cmdline, arg);
+	return 0;
+}
+
 static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_error *err)
 {
 	double t0 = mono_ms();
@@ -643,6 +693,11 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 		if (r < 0)
 			return r;
 		virtio_vsock_attach(vm->vsock, t);
+	}
+	if (cfg->fs_root) {
+		r = add_fs(vm, cfg, err);
+		if (r < 0)
+			return r;
 	}
 	if (cfg->cmdline_extra && *cfg->cmdline_extra) {
 		if (strlen(vm->cmdline) + strlen(cfg->cmdline_extra) + 2 > sizeof(vm->cmdline))
@@ -758,6 +813,7 @@ void vm_destroy(struct vm *vm)
 		if (vm->vcpus[i].fd >= 0)
 			close(vm->vcpus[i].fd);
 	}
+	virtio_fs_destroy(vm->fs); /* its worker uses the transport and guest RAM */
 	for (int d = 0; d < vm->n_virtio; d++) {
 		struct vm_virtio_slot *s = &vm->virtio[d];
 		for (int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++)

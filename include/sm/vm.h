@@ -217,6 +217,9 @@ struct virtio_dev_ops {
 	void (*queue_notify)(void *dev, uint32_t qidx);
 	/* DRIVER_OK was set (1) or the device was reset (0); lock held. */
 	void (*status_changed)(void *dev, int driver_ok);
+	/* Shared memory region ID (virtio 1.2, 2.10): 1 with its guest-physical
+	 * base and length, 0 when there is none. NULL: no regions. */
+	int (*shm_region)(void *dev, uint32_t id, uint64_t *base, uint64_t *len);
 };
 
 struct virtio_mmio {
@@ -301,6 +304,71 @@ struct virtio_vsock_credit {
 int virtio_vsock_conn_credit(struct virtio_vsock *v, uint32_t local_port, uint32_t peer_port,
 			     struct virtio_vsock_credit *c);
 
+/* virtio-fs (device id 26): a host directory over the FUSE server of fuse/
+ * (passthrough backend), hiprio + one request queue served by a worker
+ * thread, and an optional DAX window (shared memory region 0). */
+#define VIRTIO_FS_DEVICE_ID 26
+/* The DAX window sits far above RAM and the MMIO gap, at 64 GiB. */
+#define VM_DAX_WINDOW_GPA     0x1000000000ULL
+#define VM_DAX_WINDOW_MAX_MIB (64 * 1024)
+#define VM_DAX_FIRST_SLOT     32 /* KVM memory slots of DAX mappings start here */
+
+struct virtio_fs;
+struct fuse_server;
+struct fuse_dax;
+struct fuse_dax_mapper;
+
+struct virtio_fs_config {
+	const char *root_dir; /* shared host directory */
+	const char *tag;      /* NULL: "rootfs" (at most 36 bytes) */
+	int read_only;	      /* every mutation gets EROFS */
+	uint64_t dax_gpa;     /* DAX window [dax_gpa, +dax_len); dax_len 0: none */
+	uint64_t dax_len;
+	int vm_fd;	     /* for the window's memory slots; -1: host mappings only (tests) */
+	uint32_t first_slot; /* KVM slot ids first_slot .. first_slot+max_slots-1 */
+	uint32_t max_slots;
+};
+
+/* Create the device: the FUSE server over root_dir and, with dax_len, the
+ * window's host reservation and DAX session. */
+int virtio_fs_create(struct virtio_fs **out, const struct virtio_fs_config *cfg,
+		     struct sm_error *err);
+/* Wire the device to its transport and start its worker (before the guest runs). */
+int virtio_fs_attach(struct virtio_fs *fs, struct virtio_mmio *t, struct sm_error *err);
+/* Stop the worker, free the server, the DAX session (unmapping every slot)
+ * and the window. Call before the transport, guest RAM and VM fd go. */
+void virtio_fs_destroy(struct virtio_fs *fs);
+extern const struct virtio_dev_ops virtio_fs_ops;
+/* io_bus handler for the DAX window (opaque: the struct virtio_fs): a guest
+ * access where no memory slot is goes to fuse_dax_fault(); a claimed access
+ * is completed through the new mapping, anything else reads all ones. */
+void virtio_fs_dax_io(struct vm_vcpu *vcpu, uint64_t off, uint8_t *data, uint32_t len, int is_write,
+		      void *opaque);
+/* The device's server and DAX session (NULL without a window), for snapshots. */
+struct fuse_server *virtio_fs_server(struct virtio_fs *fs);
+struct fuse_dax *virtio_fs_dax(struct virtio_fs *fs);
+/* Requests served, DAX faults claimed, KVM slots mapped now. */
+void virtio_fs_stats(struct virtio_fs *fs, uint64_t *requests, uint64_t *dax_faults,
+		     uint32_t *dax_slots);
+
+/* The fuse_dax mapper (vm/dax_map.c): a PROT_NONE host reservation of the
+ * window; each mapping is mmap(MAP_SHARED|MAP_FIXED) of the file range plus
+ * one KVM memory slot over exactly that range (read-only slots when KVM has
+ * KVM_CAP_READONLY_MEM), so unmapped window parts stay MMIO. */
+struct vm_dax_map;
+int vm_dax_map_new(int vm_fd, uint64_t base_gpa, uint64_t len, uint32_t first_slot,
+		   uint32_t max_slots, struct vm_dax_map **out, struct sm_error *err);
+/* Delete every slot and release the reservation. NULL is fine. */
+void vm_dax_map_free(struct vm_dax_map *m);
+/* Fill *OUT with the map/unmap callbacks for fuse_dax_new(). */
+void vm_dax_map_mapper(struct vm_dax_map *m, struct fuse_dax_mapper *out);
+/* Copy LEN bytes at window offset OFF from/to DATA through the host mapping
+ * without ever faulting the VMM (unmapped, read-only or past-EOF: -EFAULT). */
+int vm_dax_map_access(struct vm_dax_map *m, uint64_t off, uint8_t *data, uint32_t len,
+		      int is_write);
+uint32_t vm_dax_map_slots_used(struct vm_dax_map *m);
+uint8_t *vm_dax_map_host(struct vm_dax_map *m);
+
 /* ---- The VM (vm/vm.c) ------------------------------------------------------ */
 
 struct vm;
@@ -315,6 +383,10 @@ struct vm_config {
 	int console_fd;		   /* where the UART writes; -1 discards */
 	const char *vsock_uds;	   /* host side of virtio-vsock, or NULL for none */
 	int no_rng;		   /* leave out virtio-rng */
+	/* Share this directory read-only over virtio-fs (tag "rootfs"); the
+	 * command line then carries sm.rootfs=rootfs for the agent. */
+	const char *fs_root;
+	uint64_t fs_dax_mib; /* DAX window in MiB (0: none); adds sm.dax=always */
 };
 
 enum vm_stop_reason {
