@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sm/bake.h"
 #include "sm/version.h"
 #include "sm/vm.h"
 
@@ -49,6 +50,9 @@ static const char usage[] =
 	"                    first non-zero status\n"
 	"  --timeout SECS    how long to wait for the agent (default 120)\n"
 	"  --timing          print a JSON line with boot timings to stderr\n"
+	"  --snapshot-out F  bake: boot, wait for the agent, run the --warmup\n"
+	"                    command if any, capture the VM into snapshot F (no CMD)\n"
+	"  --warmup CMD      with --snapshot-out: run /bin/sh -c CMD before capture\n"
 	"  --version, -h, --help\n\n"
 	"SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to CMD while it runs.\n\n"
 	"Exit status: CMD's status (128+N when killed by signal N; 127 when CMD\n"
@@ -134,6 +138,7 @@ int main(int argc, char **argv)
 	int i;
 	if (!env)
 		return 125;
+	const char *snapshot_out = NULL, *warmup = NULL;
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -229,12 +234,18 @@ int main(int argc, char **argv)
 			NUM_ARG(timeout, 1, 86400);
 		} else if (!strcmp(a, "--timing")) {
 			timing = 1;
+		} else if (!strcmp(a, "--snapshot-out")) {
+			NEED_ARG;
+			snapshot_out = v;
+		} else if (!strcmp(a, "--warmup")) {
+			NEED_ARG;
+			warmup = v;
 		} else {
 			fprintf(stderr, "smrun: unknown argument '%s' (see smrun --help)\n", a);
 			return 125;
 		}
 	}
-	if (i >= argc && !write_initrd) {
+	if (i >= argc && !write_initrd && !snapshot_out) {
 		fprintf(stderr, "smrun: no command given (smrun [options] -- CMD [ARGS...])\n");
 		return 125;
 	}
@@ -298,6 +309,41 @@ int main(int argc, char **argv)
 			fprintf(stderr, "smrun: cannot open %s: %s\n", console, strerror(errno));
 			return 125;
 		}
+	}
+	if (snapshot_out) {
+		char *ap = agent ? strdup(agent) : default_agent();
+		const char *wargv[] = {"/bin/sh", "-c", warmup, NULL};
+		struct bake_opts bo = {
+			.kernel_path = kernel,
+			.agent_path = initrd_path ? NULL : ap,
+			.initrd = initrd,
+			.initrd_len = initrd_len,
+			.mem_mib = mem,
+			.ncpus = (int)cpus,
+			.cmdline_extra = append,
+			.console_fd = console_fd,
+			.warmup_argv = warmup ? wargv : NULL,
+			.warmup_argc = warmup ? 3 : 0,
+			.env = env,
+			.envc = envc,
+			.out_fd = 1,
+			.err_fd = 2,
+			.out_path = snapshot_out,
+			.timeout_ms = (int)timeout * 1000,
+		};
+		struct bake_timings bt;
+		int r = bake_run(&bo, &bt, &err);
+		free(ap);
+		free(initrd);
+		free(env);
+		if (r < 0)
+			return fail("bake", &err);
+		if (timing)
+			fprintf(stderr,
+				"{\"smrun_bake_timing\":1,\"boot_ms\":%.1f,\"ready_ms\":%.1f,"
+				"\"warmup_ms\":%.1f,\"pause_ms\":%.1f,\"capture_ms\":%.1f}\n",
+				bt.boot_ms, bt.ready_ms, bt.warmup_ms, bt.pause_ms, bt.capture_ms);
+		return 0;
 	}
 
 	char dir[] = "/tmp/smrun-XXXXXX";

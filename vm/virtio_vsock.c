@@ -100,6 +100,7 @@ struct virtio_vsock {
 		uint32_t src_port, dst_port; /* as sent: host port, guest port */
 	} rsts[VSOCK_MAX_RSTS];
 	int n_rsts;
+	int reset_pending; /* TRANSPORT_RESET sent, the guest has not handled it yet */
 	uint8_t scratch[VSOCK_MAX_PKT];
 };
 
@@ -451,6 +452,10 @@ static void rx_fill(struct virtio_vsock *v)
 	struct virtq *q = virtio_mmio_queue(v->t, 0);
 	int pushed = 0;
 	struct virtq_elem e;
+	/* After a restore, nothing goes to the guest until it has reset its
+	 * sockets: a new connection would be reset along with the old ones. */
+	if (v->reset_pending)
+		return;
 	while (q && virtq_has_avail(q, v->t->mem)) {
 		int r = virtq_pop(q, v->t->mem, &e);
 		if (r <= 0)
@@ -502,7 +507,10 @@ static void vsock_notify(void *dev, uint32_t qidx)
 		rx_fill(v);
 		reap(v);
 	}
-	/* qidx 2 (events): we never send events; buffers stay with us. */
+	/* qidx 2 (events): buffers stay with us; the guest re-posts one (and
+	 * kicks) once it has handled our TRANSPORT_RESET. */
+	if (qidx == 2)
+		v->reset_pending = 0;
 	uint64_t one = 1;
 	if (write(v->wake_fd, &one, sizeof(one)) < 0) {
 		/* already pending */
@@ -728,4 +736,37 @@ int virtio_vsock_conn_credit(struct virtio_vsock *v, uint32_t local_port, uint32
 	}
 	pthread_mutex_unlock(&v->t->lock);
 	return c ? 0 : -ENOENT;
+}
+
+/* ---- snapshot hooks ------------------------------------------------------------- */
+
+#define VSOCK_EVENT_TRANSPORT_RESET 0
+
+void virtio_vsock_drop_conns(struct virtio_vsock *v)
+{
+	while (v->conns)
+		conn_free(v, v->conns);
+	v->n_rsts = 0;
+}
+
+int virtio_vsock_send_reset(struct virtio_vsock *v)
+{
+	struct virtq *q = virtio_mmio_queue(v->t, 2);
+	if (!q)
+		return -ENODEV;
+	struct virtq_elem e;
+	int r = virtq_pop(q, v->t->mem, &e);
+	if (r <= 0)
+		return r < 0 ? r : -ENOSPC;
+	uint32_t id = VSOCK_EVENT_TRANSPORT_RESET; /* le32; x86 is little-endian */
+	size_t n = virtq_elem_write(&e, 0, &id, sizeof(id));
+	virtq_push(q, v->t->mem, e.head, (uint32_t)n);
+	virtio_mmio_signal_used(v->t);
+	v->reset_pending = n == sizeof(id);
+	return n == sizeof(id) ? 0 : -EINVAL;
+}
+
+uint64_t virtio_vsock_guest_cid(const struct virtio_vsock *v)
+{
+	return v->guest_cid;
 }

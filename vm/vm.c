@@ -57,6 +57,12 @@ struct vm {
 	enum vm_stop_reason reason;
 	struct sm_error stop_err;
 	struct vm_timings timings;
+
+	/* vm_pause(): vCPUs park at a clean point (after an immediate exit). */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;
+	int pause_req, n_paused;
+	int restoring; /* created from a snapshot: no boot setup */
 };
 
 static double mono_ms(void)
@@ -323,7 +329,7 @@ static int vcpu_create(struct vm *vm, int id, struct sm_error *err)
 		r = setup_msrs(c, err);
 	if (r == 0)
 		r = setup_lapic(c, err);
-	if (r == 0 && id == 0)
+	if (r == 0 && id == 0 && !vm->restoring)
 		r = setup_boot_regs(vm, c, err);
 	return r;
 }
@@ -346,6 +352,30 @@ static void vcpu_fatal(struct vm_vcpu *c, const char *what, unsigned long long d
 	vm_request_stop(c->vm, VM_STOP_ERROR, &e);
 }
 
+/* Park here while vm_pause() holds the VM. Only reached after KVM_RUN
+ * returned EINTR, so any pending I/O completion is done (immediate_exit). */
+static void vcpu_pause_point(struct vm_vcpu *c)
+{
+	struct vm *vm = c->vm;
+	pthread_mutex_lock(&vm->pause_lock);
+	if (vm->pause_req) {
+		vm->n_paused++;
+		pthread_cond_broadcast(&vm->pause_cond);
+		while (vm->pause_req && !stopping(vm)) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &ts);
+		}
+		vm->n_paused--;
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vm_vcpu *c = arg;
@@ -358,8 +388,10 @@ static void *vcpu_thread(void *arg)
 	while (!stopping(vm)) {
 		int r = ioctl(c->fd, KVM_RUN, 0);
 		if (r < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu_pause_point(c);
 				continue;
+			}
 			struct sm_error e = {0};
 			sm_error_errno(&e, errno, "vCPU %d: KVM_RUN", c->id);
 			vm_request_stop(vm, VM_STOP_ERROR, &e);
@@ -635,8 +667,25 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 				    (unsigned long long)mib,
 				    (unsigned long long)(VM_MMIO_GAP_START >> 20));
 	vm->mem.size = mib << 20;
-	void *ram = mmap(NULL, vm->mem.size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	void *ram;
+	if (cfg->restore_mem) {
+		/* Copy-on-write view of a memory image shared by all restores. */
+		sm_autoclose int mfd = open(cfg->restore_mem, O_RDONLY | O_CLOEXEC);
+		struct stat mst;
+		if (mfd < 0 || fstat(mfd, &mst) < 0)
+			return sm_error_errno(err, errno, "cannot open memory image %s",
+					      cfg->restore_mem);
+		if ((uint64_t)mst.st_size != vm->mem.size)
+			return sm_error_set(err, EINVAL,
+					    "memory image %s has %lld bytes, want %llu",
+					    cfg->restore_mem, (long long)mst.st_size,
+					    (unsigned long long)vm->mem.size);
+		ram = mmap(NULL, vm->mem.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE,
+			   mfd, 0);
+	} else {
+		ram = mmap(NULL, vm->mem.size, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	}
 	if (ram == MAP_FAILED)
 		return sm_error_errno(err, errno, "cannot map %llu MiB of guest memory",
 				      (unsigned long long)mib);
@@ -655,10 +704,10 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 
 	/* Kernel, initrd. */
 	uint64_t kernel_end = 0, initrd_gpa = 0;
-	r = load_kernel(vm, cfg->kernel_path, &kernel_end, err);
+	r = vm->restoring ? 0 : load_kernel(vm, cfg->kernel_path, &kernel_end, err);
 	if (r < 0)
 		return r;
-	if (cfg->initrd && cfg->initrd_len) {
+	if (!vm->restoring && cfg->initrd && cfg->initrd_len) {
 		r = vm_initrd_place(&vm->mem, kernel_end, cfg->initrd_len, &initrd_gpa, err);
 		if (r < 0)
 			return r;
@@ -706,8 +755,9 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 		strcat(vm->cmdline, cfg->cmdline_extra);
 	}
 
-	r = vm_boot_setup_memory(&vm->mem, vm->cmdline, initrd_gpa, cfg->initrd_len, err);
-	if (r == 0)
+	if (!vm->restoring)
+		r = vm_boot_setup_memory(&vm->mem, vm->cmdline, initrd_gpa, cfg->initrd_len, err);
+	if (r == 0 && !vm->restoring)
 		r = vm_mptable_setup(&vm->mem, vm->ncpus, err);
 	if (r < 0)
 		return r;
@@ -730,7 +780,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct sm_error *err
 	if (ncpus < 1 || ncpus > VM_MAX_VCPUS)
 		return sm_error_set(err, EINVAL, "vCPU count %d out of range (1..%d)", ncpus,
 				    VM_MAX_VCPUS);
-	if (!cfg->kernel_path)
+	if (!cfg->kernel_path && !cfg->restore_mem)
 		return sm_error_set(err, EINVAL, "no kernel given");
 	struct vm *vm = calloc(1, sizeof(*vm));
 	if (!vm)
@@ -739,11 +789,16 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct sm_error *err
 	for (int i = 0; i < VM_MAX_VCPUS; i++)
 		vm->vcpus[i].fd = -1;
 	vm->ncpus = ncpus;
+	vm->restoring = cfg->restore_mem != NULL;
 	pthread_mutex_init(&vm->stop_lock, NULL);
+	pthread_mutex_init(&vm->pause_lock, NULL);
+	pthread_cond_init(&vm->pause_cond, NULL);
 	vm->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vm->stop_fd < 0) {
 		int e = errno;
 		pthread_mutex_destroy(&vm->stop_lock);
+		pthread_mutex_destroy(&vm->pause_lock);
+		pthread_cond_destroy(&vm->pause_cond);
 		free(vm);
 		return sm_error_errno(err, e, "eventfd");
 	}
@@ -835,5 +890,76 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	close(vm->stop_fd);
 	pthread_mutex_destroy(&vm->stop_lock);
+	pthread_mutex_destroy(&vm->pause_lock);
+	pthread_cond_destroy(&vm->pause_cond);
 	free(vm);
+}
+
+/* ---- Pause / resume, and the parts vm/snapshot.c works on ---------------------- */
+
+int vm_pause(struct vm *vm, int timeout_ms, struct sm_error *err)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	vm->pause_req = 1;
+	pthread_mutex_unlock(&vm->pause_lock);
+	for (int i = 0; i < vm->ncpus; i++) {
+		__atomic_store_n(&vm->vcpus[i].run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+		if (vm->vcpus[i].started)
+			pthread_kill(vm->vcpus[i].thread, vcpu_signal());
+	}
+	double deadline = mono_ms() + timeout_ms;
+	int r = 0;
+	pthread_mutex_lock(&vm->pause_lock);
+	while (vm->n_paused < vm->ncpus) {
+		if (stopping(vm)) {
+			r = sm_error_set(err, ECANCELED, "the VM stopped while pausing");
+			break;
+		}
+		if (mono_ms() > deadline) {
+			r = sm_error_set(err, ETIMEDOUT, "vCPUs did not pause within %d ms",
+					 timeout_ms);
+			break;
+		}
+		pthread_mutex_unlock(&vm->pause_lock);
+		/* A vCPU may be between the immediate_exit check and KVM_RUN: kick again. */
+		for (int i = 0; i < vm->ncpus; i++)
+			if (vm->vcpus[i].started)
+				pthread_kill(vm->vcpus[i].thread, vcpu_signal());
+		struct timespec ts = {0, 1000000L};
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&vm->pause_lock);
+	}
+	pthread_mutex_unlock(&vm->pause_lock);
+	if (r < 0)
+		vm_resume(vm);
+	return r;
+}
+
+void vm_resume(struct vm *vm)
+{
+	pthread_mutex_lock(&vm->pause_lock);
+	if (!stopping(vm))
+		for (int i = 0; i < vm->ncpus; i++)
+			__atomic_store_n(&vm->vcpus[i].run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+	vm->pause_req = 0;
+	pthread_cond_broadcast(&vm->pause_cond);
+	pthread_mutex_unlock(&vm->pause_lock);
+}
+
+void vm_get_parts(struct vm *vm, struct vm_parts *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->kvm_fd = vm->kvm_fd;
+	p->vm_fd = vm->vm_fd;
+	p->mem = &vm->mem;
+	p->ncpus = vm->ncpus;
+	p->vcpus = vm->vcpus;
+	p->n_virtio = vm->n_virtio;
+	for (int d = 0; d < vm->n_virtio; d++) {
+		p->virtio[d] = &vm->virtio[d].t;
+		p->virtio_base[d] = vm->virtio[d].base;
+	}
+	p->serial = &vm->serial;
+	p->i8042 = &vm->i8042;
+	p->vsock = vm->vsock;
 }

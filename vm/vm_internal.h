@@ -55,6 +55,29 @@ struct vm_vcpu {
 
 struct virtio_vsock;
 
+/* What vm/snapshot.c captures and restores (pointers into the struct vm). */
+#define VM_PARTS_MAX_VIRTIO 8
+struct vm_parts {
+	int kvm_fd, vm_fd;
+	struct vm_mem *mem;
+	int ncpus;
+	struct vm_vcpu *vcpus;
+	int n_virtio;
+	struct virtio_mmio *virtio[VM_PARTS_MAX_VIRTIO];
+	uint64_t virtio_base[VM_PARTS_MAX_VIRTIO];
+	struct vm_serial *serial;
+	struct vm_i8042 *i8042;
+	struct virtio_vsock *vsock;
+};
+void vm_get_parts(struct vm *vm, struct vm_parts *p);
+
+/* vsock snapshot hooks (transport lock held): drop every host connection
+ * and pending control packet; queue a TRANSPORT_RESET event to the guest
+ * (returns 0 when sent, -ENOSPC when the guest posted no event buffer). */
+void virtio_vsock_drop_conns(struct virtio_vsock *v);
+int virtio_vsock_send_reset(struct virtio_vsock *v);
+uint64_t virtio_vsock_guest_cid(const struct virtio_vsock *v);
+
 /* Host-side work of vsock, run in the I/O thread. */
 int virtio_vsock_poll_fds(struct virtio_vsock *v, struct pollfd *fds, int maxfds);
 void virtio_vsock_process(struct virtio_vsock *v);

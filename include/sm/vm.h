@@ -387,6 +387,10 @@ struct vm_config {
 	 * command line then carries sm.rootfs=rootfs for the agent. */
 	const char *fs_root;
 	uint64_t fs_dax_mib; /* DAX window in MiB (0: none); adds sm.dax=always */
+	/* Restore: map this raw guest memory image (mem_mib MiB) copy-on-write
+	 * (MAP_PRIVATE) instead of fresh RAM; no kernel, initrd or boot setup
+	 * (kernel_path may be NULL). State comes from vm_snapshot_load(). */
+	const char *restore_mem;
 };
 
 enum vm_stop_reason {
@@ -431,6 +435,46 @@ const char *vm_cmdline(const struct vm *vm);
 
 /* Stop (if running), join threads, free everything. NULL is fine. */
 void vm_destroy(struct vm *vm);
+
+/* Stop every vCPU at a clean point (kicked out of KVM_RUN with a signal and
+ * immediate_exit, pending I/O completed) and keep them parked. Fails with
+ * -ETIMEDOUT after TIMEOUT_MS or -ECANCELED when the VM stopped. */
+int vm_pause(struct vm *vm, int timeout_ms, struct sm_error *err);
+
+/* Let paused vCPUs run again. */
+void vm_resume(struct vm *vm);
+
+/* ---- Snapshot of a VM (vm/snapshot.c) --------------------------------------- */
+
+struct fmt_writer;
+struct fmt_reader;
+
+#define VM_SNAP_VERSION 1 /* version of the vcpu/vmstate/mmio/device records */
+
+/* Capture the paused VM (vm_pause) into W: one vcpu section per vCPU, the
+ * vmstate section (irqchips, PIT, kvmclock, UART, i8042), one mmio and one
+ * device section per virtio device, and guest memory (zero pages skipped).
+ * Host vsock connections are dropped (the guest is reset on restore). The
+ * metadata section is the caller's. The VM stays paused. */
+int vm_snapshot_save(struct vm *vm, struct fmt_writer *w, struct sm_error *err);
+
+/* What a snapshot needs from vm_create() (read from its vmstate section). */
+struct vm_snapshot_info {
+	uint64_t mem_size;
+	int ncpus;
+	int has_rng, has_vsock;
+	int n_virtio;
+};
+
+/* Read and validate the vmstate section of R (trusting nothing). */
+int vm_snapshot_probe(struct fmt_reader *r, struct vm_snapshot_info *info, struct sm_error *err);
+
+/* Load the state of R into VM, created with restore_mem and the probe's
+ * shape but not started: VM state (PIT, kvmclock, irqchips), then per vCPU
+ * sregs, regs, XSAVE, XCRs, LAPIC, MSRs, MP state, events, debug regs, then
+ * the transports and devices; queues a vsock TRANSPORT_RESET event. Every
+ * record is validated first. */
+int vm_snapshot_load(struct vm *vm, struct fmt_reader *r, struct sm_error *err);
 
 /* ---- Initramfs (vm/initramfs.c) -------------------------------------------- */
 

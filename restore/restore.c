@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The smrestore pipeline: validate, map memory copy-on-write from a cached
+ * decompressed image, load state, resume, run one command via the agent. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sm/cache.h"
+#include "sm/format.h"
+#include "sm/restore.h"
+#include "sm/vm.h"
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int mkdir_p(const char *path, struct sm_error *err)
+{
+	char buf[4096];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return sm_error_set(err, ENAMETOOLONG, "path too long: %s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return sm_error_errno(err, errno, "cannot create %s", buf);
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+		return sm_error_errno(err, errno, "cannot create %s", buf);
+	return 0;
+}
+
+int restore_memory_path(struct fmt_reader *r, const char *root, char **out, struct sm_error *err)
+{
+	int mi = fmt_reader_find(r, FMT_SEC_MEMORY, 0, err);
+	if (mi < 0)
+		return mi;
+	int ti = fmt_reader_find(r, FMT_SEC_META, 0, err);
+	if (ti < 0)
+		return ti;
+	const struct fmt_section_info *m = fmt_reader_section(r, (unsigned)mi);
+	const struct fmt_section_info *t = fmt_reader_section(r, (unsigned)ti);
+	/* The section table is CRC-checked, so these pin the content: the
+	 * memory section's checksum, sizes, and the metadata's checksum (which
+	 * holds the creation time and kernel digest). */
+	if (asprintf(out, "%s/memory/m1-%08x-%016llx-%016llx-%08x", root, m->crc,
+		     (unsigned long long)m->length, (unsigned long long)m->raw_length, t->crc) < 0)
+		return sm_error_set(err, ENOMEM, "out of memory");
+	return 0;
+}
+
+/* Make sure the decompressed memory image exists; *hit says it did. */
+static int memory_image(struct fmt_reader *r, const char *root, uint64_t mem_size, char **path,
+			int *hit, struct sm_error *err)
+{
+	int ret = restore_memory_path(r, root, path, err);
+	if (ret < 0)
+		return ret;
+	struct stat st;
+	if (stat(*path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == mem_size) {
+		*hit = 1;
+		return 0;
+	}
+	*hit = 0;
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/memory", root);
+	ret = mkdir_p(dir, err);
+	if (ret < 0)
+		return ret;
+	sm_autofree char *tmp = NULL;
+	if (asprintf(&tmp, "%s.tmp-XXXXXX", *path) < 0)
+		return sm_error_set(err, ENOMEM, "out of memory");
+	sm_autoclose int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return sm_error_errno(err, errno, "cannot create %s", tmp);
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	ret = fmt_reader_mem_unpack(r, fd, ncpu > 0 && ncpu < 16 ? (unsigned)ncpu : 4, err);
+	if (ret == 0 && fsync(fd) < 0)
+		ret = sm_error_errno(err, errno, "fsync %s", tmp);
+	if (ret == 0 && rename(tmp, *path) < 0)
+		ret = sm_error_errno(err, errno, "rename %s", tmp);
+	if (ret < 0) {
+		unlink(tmp);
+		return sm_error_wrap(err, "memory image");
+	}
+	return 0;
+}
+
+static int cache_root(const struct restore_opts *o, char **out, struct sm_error *err)
+{
+	if (o->cache_root) {
+		*out = strdup(o->cache_root);
+		return *out ? 0 : sm_error_set(err, ENOMEM, "out of memory");
+	}
+	return cache_default_root(out, err);
+}
+
+int restore_run(const struct restore_opts *o, int *status, struct restore_timings *tm,
+		struct sm_error *err)
+{
+	struct restore_timings t_local;
+	struct restore_timings *t = tm ? tm : &t_local;
+	memset(t, 0, sizeof(*t));
+	double t0 = now_ms();
+	if (!o->argv || o->argc < 1)
+		return sm_error_set(err, EINVAL, "no command");
+
+	struct fmt_reader *rd = NULL;
+	struct vm *vm = NULL;
+	char *root = NULL, *mem_path = NULL;
+	char dir[] = "/tmp/smrestore-XXXXXX";
+	int have_dir = 0, conn = -1;
+	char uds[128] = "";
+	int r = fmt_reader_open(&rd, o->snapshot, err);
+	if (r < 0) {
+		sm_error_wrap(err, "snapshot %s", o->snapshot);
+		goto out;
+	}
+	struct vm_snapshot_info info;
+	r = vm_snapshot_probe(rd, &info, err);
+	if (r < 0) {
+		sm_error_wrap(err, "snapshot %s", o->snapshot);
+		goto out;
+	}
+	if (!info.has_vsock) {
+		r = sm_error_set(err, EINVAL,
+				 "snapshot %s has no vsock device: no agent to talk to",
+				 o->snapshot);
+		goto out;
+	}
+	t->validate_ms = now_ms() - t0;
+
+	r = cache_root(o, &root, err);
+	if (r == 0)
+		r = memory_image(rd, root, info.mem_size, &mem_path, &t->cache_hit, err);
+	if (r < 0) {
+		sm_error_wrap(err, "snapshot %s", o->snapshot);
+		goto out;
+	}
+	t->memory_ms = now_ms() - t0;
+
+	if (!mkdtemp(dir)) {
+		r = sm_error_errno(err, errno, "mkdtemp");
+		goto out;
+	}
+	have_dir = 1;
+	snprintf(uds, sizeof(uds), "%s/vsock", dir);
+	struct vm_config cfg = {
+		.mem_mib = info.mem_size >> 20,
+		.ncpus = info.ncpus,
+		.console_fd = o->console_fd,
+		.vsock_uds = uds,
+		.no_rng = !info.has_rng,
+		.restore_mem = mem_path,
+	};
+	r = vm_create(&vm, &cfg, err);
+	if (r < 0)
+		goto out;
+	t->create_ms = now_ms() - t0;
+	r = vm_snapshot_load(vm, rd, err);
+	if (r < 0) {
+		sm_error_wrap(err, "snapshot %s", o->snapshot);
+		goto out;
+	}
+	fmt_reader_close(rd);
+	rd = NULL;
+	t->state_ms = now_ms() - t0;
+	r = vm_start(vm, err);
+	if (r < 0)
+		goto out;
+	t->resume_ms = now_ms() - t0;
+
+	int timeout = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+	/* The guest handles the transport reset right after resume; a
+	 * connection racing with it may be reset once: try again. */
+	for (int attempt = 0; attempt < 3 && conn < 0; attempt++) {
+		conn = vm_agent_connect(uds, VM_AGENT_PORT, timeout, err);
+		if (conn < 0) {
+			struct timespec ts = {0, 20 * 1000000L};
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (conn < 0) {
+		r = conn;
+		sm_error_wrap(err, "agent");
+		goto out;
+	}
+	t->agent_ms = now_ms() - t0;
+
+	struct vm_agent_job job;
+	memset(&job, 0, sizeof(job));
+	job.exec = (struct vm_agent_exec){
+		.uid = o->uid,
+		.gid = o->gid,
+		.flags = o->forward_stdin ? VM_AGENT_EXEC_STDIN : 0,
+		.cwd = o->workdir && *o->workdir ? o->workdir : "/",
+		.argv = o->argv,
+		.argc = o->argc,
+		.env = o->env,
+		.envc = o->envc,
+	};
+	job.stdin_fd = o->stdin_fd;
+	job.stdout_fd = o->stdout_fd;
+	job.stderr_fd = o->stderr_fd;
+	r = vm_agent_run(conn, &job, 1, vm_stopped_fd(vm), o->sig_fd, err);
+	if (r < 0) {
+		struct sm_error verr = {0};
+		if (r == -ECANCELED) {
+			enum vm_stop_reason why = vm_wait(vm, &verr);
+			sm_error_set(err, EIO, "the VM stopped (reason %d)%s%s", (int)why,
+				     verr.msg[0] ? ": " : "", verr.msg);
+		}
+		goto out;
+	}
+	t->done_ms = now_ms() - t0;
+	if (job.exec_errno) {
+		*status = job.exec_errno == ENOENT ? 127 : job.exec_errno == EACCES ? 126 : 125;
+		if (o->stderr_fd >= 0)
+			dprintf(o->stderr_fd, "smrestore: %s\n", job.error);
+	} else {
+		*status = job.signaled ? 128 + job.code : job.code;
+	}
+	r = 0;
+out:
+	if (conn >= 0)
+		close(conn);
+	vm_destroy(vm);
+	fmt_reader_close(rd);
+	if (have_dir) {
+		char p[160];
+		snprintf(p, sizeof(p), "%s_%d", uds, VM_AGENT_READY_PORT);
+		unlink(p);
+		unlink(uds);
+		rmdir(dir);
+	}
+	free(root);
+	free(mem_path);
+	return r;
+}

@@ -1,0 +1,686 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Capture a paused VM into snapshot sections and load them back into a VM
+ * created for restore (Firecracker-style: vCPU, VM and device state, then
+ * guest memory through the format writer).
+ *
+ * Records are little-endian (x86-64 only), versioned (VM_SNAP_VERSION) and
+ * laid out with fixed sizes checked by _Static_assert. KVM's own structures
+ * are embedded as KVM defines them for x86-64. On load every record is
+ * checked (magic, version, exact size, reserved fields, counts, ranges)
+ * before anything reaches KVM. */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "sm/format.h"
+#include "vm_internal.h"
+
+#define SNAP_MAGIC_VCPU 0x55504356u /* "VCPU" */
+#define SNAP_MAGIC_VMST 0x54534d56u /* "VMST" */
+#define SNAP_MAGIC_MMIO 0x4f494d4du /* "MMIO" */
+#define SNAP_MAGIC_DEV	0x56454453u /* "SDEV" */
+#define SNAP_MAX_MSRS	1024
+#define SNAP_MAX_XSAVE	(1u << 20)
+#define SNAP_MAX_VCPUS	64
+#define SNAP_MEM_CHUNK	(4u << 20)
+#define SNAP_FLAG_RNG	1u
+#define SNAP_FLAG_VSOCK 2u
+#define SNAP_DEV_RNG	4u
+#define SNAP_DEV_VSOCK	19u
+
+struct snap_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t reserved0;
+	uint32_t size; /* bytes of the fixed record, this header included */
+	uint32_t reserved1;
+};
+_Static_assert(sizeof(struct snap_hdr) == 16, "snap_hdr layout");
+
+/* vcpu section: struct snap_vcpu, then nmsrs kvm_msr_entry, then xsave. */
+struct snap_vcpu {
+	struct snap_hdr h;
+	uint32_t id;
+	uint32_t nmsrs;
+	uint32_t xsave_size;
+	uint32_t reserved;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_debugregs dregs;
+	struct kvm_mp_state mp;
+	uint32_t reserved2;
+};
+_Static_assert(sizeof(struct kvm_regs) == 144, "kvm_regs");
+_Static_assert(sizeof(struct kvm_sregs) == 312, "kvm_sregs");
+_Static_assert(sizeof(struct kvm_xcrs) == 392, "kvm_xcrs");
+_Static_assert(sizeof(struct kvm_lapic_state) == 1024, "kvm_lapic_state");
+_Static_assert(sizeof(struct kvm_vcpu_events) == 64, "kvm_vcpu_events");
+_Static_assert(sizeof(struct kvm_debugregs) == 128, "kvm_debugregs");
+_Static_assert(sizeof(struct kvm_mp_state) == 4, "kvm_mp_state");
+_Static_assert(sizeof(struct kvm_msr_entry) == 16, "kvm_msr_entry");
+_Static_assert(offsetof(struct snap_vcpu, regs) == 32, "snap_vcpu layout");
+_Static_assert(sizeof(struct snap_vcpu) == 32 + 144 + 312 + 392 + 1024 + 64 + 128 + 8,
+	       "snap_vcpu layout");
+
+struct snap_vmstate {
+	struct snap_hdr h;
+	uint64_t mem_size;
+	uint32_t ncpus;
+	uint32_t n_virtio;
+	uint32_t flags; /* SNAP_FLAG_* */
+	uint32_t reserved;
+	struct kvm_irqchip pic_master, pic_slave, ioapic;
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+	/* UART */
+	uint8_t uart_ier, uart_iir_fifo, uart_lcr, uart_mcr;
+	uint8_t uart_scr, uart_dll, uart_dlm, uart_thre_pending;
+	/* i8042 */
+	uint8_t kbd_ctr, kbd_pending, kbd_out_n, kbd_reserved;
+	uint8_t kbd_out[8];
+	uint32_t reserved2;
+};
+_Static_assert(sizeof(struct kvm_irqchip) == 520, "kvm_irqchip");
+_Static_assert(sizeof(struct kvm_pit_state2) == 112, "kvm_pit_state2");
+_Static_assert(sizeof(struct kvm_clock_data) == 48, "kvm_clock_data");
+_Static_assert(sizeof(struct snap_vmstate) == 40 + 3 * 520 + 112 + 48 + 24, "snap_vmstate");
+
+struct snap_vq {
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t size, max_size, last_avail, used_idx;
+	uint32_t ready, broken;
+};
+_Static_assert(sizeof(struct snap_vq) == 40, "snap_vq");
+
+struct snap_mmio {
+	struct snap_hdr h;
+	uint32_t device_id, num_queues;
+	uint64_t base;
+	uint32_t status, dev_features_sel, drv_features_sel, queue_sel;
+	uint64_t drv_features;
+	uint32_t isr, config_generation, shm_sel, reserved;
+	struct snap_vq vq[VIRTIO_MMIO_MAX_QUEUES];
+};
+_Static_assert(sizeof(struct snap_mmio) == 72 + 40 * VIRTIO_MMIO_MAX_QUEUES, "snap_mmio");
+
+struct snap_dev {
+	struct snap_hdr h;
+	uint32_t device_id;
+	uint32_t reserved;
+	uint64_t guest_cid; /* vsock; 0 otherwise */
+};
+_Static_assert(sizeof(struct snap_dev) == 32, "snap_dev");
+
+static void hdr_init(struct snap_hdr *h, uint32_t magic, uint32_t size)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = magic;
+	h->version = VM_SNAP_VERSION;
+	h->size = size;
+}
+
+static int hdr_check(const struct snap_hdr *h, uint32_t magic, uint32_t size, const char *what,
+		     struct sm_error *err)
+{
+	if (h->magic != magic)
+		return sm_error_set(err, EBADMSG, "%s record: bad magic 0x%08x", what, h->magic);
+	if (h->version != VM_SNAP_VERSION)
+		return sm_error_set(err, ENOTSUP, "%s record version %u, this build reads %u", what,
+				    h->version, VM_SNAP_VERSION);
+	if (h->size != size || h->reserved0 || h->reserved1)
+		return sm_error_set(err, EBADMSG, "%s record: size %u (want %u) or reserved bits",
+				    what, h->size, size);
+	return 0;
+}
+
+/* ---- capture ----------------------------------------------------------------- */
+
+static int msr_index_list(int kvm_fd, struct kvm_msr_list **out, struct sm_error *err)
+{
+	struct kvm_msr_list probe = {.nmsrs = 0};
+	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
+		return sm_error_errno(err, errno, "KVM_GET_MSR_INDEX_LIST");
+	if (probe.nmsrs > SNAP_MAX_MSRS)
+		return sm_error_set(err, E2BIG, "KVM lists %u MSRs", probe.nmsrs);
+	struct kvm_msr_list *l = calloc(1, sizeof(*l) + probe.nmsrs * sizeof(uint32_t));
+	if (!l)
+		return sm_error_set(err, ENOMEM, "MSR list");
+	l->nmsrs = probe.nmsrs;
+	if (ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, l) < 0) {
+		int e = errno;
+		free(l);
+		return sm_error_errno(err, e, "KVM_GET_MSR_INDEX_LIST");
+	}
+	*out = l;
+	return 0;
+}
+
+static int xsave_size(int vm_fd)
+{
+	int n = ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	return n > (int)sizeof(struct kvm_xsave) ? n : (int)sizeof(struct kvm_xsave);
+}
+
+static int save_vcpu(const struct vm_parts *p, struct vm_vcpu *c, const struct kvm_msr_list *ml,
+		     struct fmt_writer *w, struct sm_error *err)
+{
+	uint32_t xsz = (uint32_t)xsave_size(p->vm_fd);
+	size_t len =
+		sizeof(struct snap_vcpu) + (size_t)ml->nmsrs * sizeof(struct kvm_msr_entry) + xsz;
+	sm_autofree uint8_t *buf = calloc(1, len);
+	if (!buf)
+		return sm_error_set(err, ENOMEM, "vCPU %d state", c->id);
+	struct snap_vcpu *s = (struct snap_vcpu *)buf;
+	hdr_init(&s->h, SNAP_MAGIC_VCPU, sizeof(*s));
+	s->id = (uint32_t)c->id;
+#define GET(req, arg, name)                                                                        \
+	do {                                                                                       \
+		if (ioctl(c->fd, req, arg) < 0)                                                    \
+			return sm_error_errno(err, errno, "vCPU %d: " name, c->id);                \
+	} while (0)
+	GET(KVM_GET_REGS, &s->regs, "KVM_GET_REGS");
+	GET(KVM_GET_SREGS, &s->sregs, "KVM_GET_SREGS");
+	GET(KVM_GET_XCRS, &s->xcrs, "KVM_GET_XCRS");
+	GET(KVM_GET_LAPIC, &s->lapic, "KVM_GET_LAPIC");
+	GET(KVM_GET_VCPU_EVENTS, &s->events, "KVM_GET_VCPU_EVENTS");
+	GET(KVM_GET_DEBUGREGS, &s->dregs, "KVM_GET_DEBUGREGS");
+	GET(KVM_GET_MP_STATE, &s->mp, "KVM_GET_MP_STATE");
+	uint8_t *xs = buf + len - xsz;
+	if (xsz > sizeof(struct kvm_xsave))
+		GET(KVM_GET_XSAVE2, xs, "KVM_GET_XSAVE2");
+	else
+		GET(KVM_GET_XSAVE, xs, "KVM_GET_XSAVE");
+	s->xsave_size = xsz;
+	/* MSRs one by one: KVM lists some a given CPU cannot read. */
+	struct kvm_msr_entry *out = (struct kvm_msr_entry *)(buf + sizeof(*s));
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < ml->nmsrs; i++) {
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e;
+		} one;
+		memset(&one, 0, sizeof(one));
+		one.hdr.nmsrs = 1;
+		one.e.index = ml->indices[i];
+		if (ioctl(c->fd, KVM_GET_MSRS, &one) == 1)
+			out[n++] = one.e;
+	}
+#undef GET
+	s->nmsrs = n;
+	/* Move the XSAVE area right after the MSRs we kept. */
+	size_t used = sizeof(*s) + (size_t)n * sizeof(struct kvm_msr_entry);
+	memmove(buf + used, xs, xsz);
+	char name[17];
+	snprintf(name, sizeof(name), "vcpu%d", c->id);
+	return fmt_writer_add(w, FMT_SEC_VCPU, FMT_SECF_ZSTD, (uint32_t)c->id, name, buf,
+			      used + xsz, err);
+}
+
+static int save_vmstate(const struct vm_parts *p, struct fmt_writer *w, struct sm_error *err)
+{
+	struct snap_vmstate s;
+	memset(&s, 0, sizeof(s));
+	hdr_init(&s.h, SNAP_MAGIC_VMST, sizeof(s));
+	s.mem_size = p->mem->size;
+	s.ncpus = (uint32_t)p->ncpus;
+	s.n_virtio = (uint32_t)p->n_virtio;
+	for (int d = 0; d < p->n_virtio; d++) {
+		uint32_t id = p->virtio[d]->ops->device_id;
+		s.flags |= id == SNAP_DEV_RNG	  ? SNAP_FLAG_RNG
+			   : id == SNAP_DEV_VSOCK ? SNAP_FLAG_VSOCK
+						  : 0;
+	}
+	s.pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
+	s.pic_slave.chip_id = KVM_IRQCHIP_PIC_SLAVE;
+	s.ioapic.chip_id = KVM_IRQCHIP_IOAPIC;
+	if (ioctl(p->vm_fd, KVM_GET_IRQCHIP, &s.pic_master) < 0 ||
+	    ioctl(p->vm_fd, KVM_GET_IRQCHIP, &s.pic_slave) < 0 ||
+	    ioctl(p->vm_fd, KVM_GET_IRQCHIP, &s.ioapic) < 0)
+		return sm_error_errno(err, errno, "KVM_GET_IRQCHIP");
+	if (ioctl(p->vm_fd, KVM_GET_PIT2, &s.pit) < 0)
+		return sm_error_errno(err, errno, "KVM_GET_PIT2");
+	if (ioctl(p->vm_fd, KVM_GET_CLOCK, &s.clock) < 0)
+		return sm_error_errno(err, errno, "KVM_GET_CLOCK");
+	struct vm_serial *u = p->serial;
+	pthread_mutex_lock(&u->lock);
+	s.uart_ier = u->ier;
+	s.uart_iir_fifo = u->iir_fifo;
+	s.uart_lcr = u->lcr;
+	s.uart_mcr = u->mcr;
+	s.uart_scr = u->scr;
+	s.uart_dll = u->dll;
+	s.uart_dlm = u->dlm;
+	s.uart_thre_pending = (uint8_t) !!u->thre_pending;
+	pthread_mutex_unlock(&u->lock);
+	struct vm_i8042 *k = p->i8042;
+	pthread_mutex_lock(&k->lock);
+	s.kbd_ctr = k->ctr;
+	s.kbd_pending = k->pending;
+	s.kbd_out_n = (uint8_t)(k->out_n < 0 ? 0 : k->out_n > 8 ? 8 : k->out_n);
+	memcpy(s.kbd_out, k->out, sizeof(s.kbd_out));
+	pthread_mutex_unlock(&k->lock);
+	return fmt_writer_add(w, FMT_SEC_VMSTATE, FMT_SECF_ZSTD, 0, "vmstate", &s, sizeof(s), err);
+}
+
+/* Transport lock held. */
+static int save_device(const struct vm_parts *p, int d, struct fmt_writer *w, struct sm_error *err)
+{
+	struct virtio_mmio *t = p->virtio[d];
+	struct snap_mmio m;
+	memset(&m, 0, sizeof(m));
+	hdr_init(&m.h, SNAP_MAGIC_MMIO, sizeof(m));
+	m.device_id = t->ops->device_id;
+	m.num_queues = t->ops->num_queues;
+	m.base = p->virtio_base[d];
+	m.status = t->status;
+	m.dev_features_sel = t->dev_features_sel;
+	m.drv_features_sel = t->drv_features_sel;
+	m.queue_sel = t->queue_sel;
+	m.drv_features = t->drv_features;
+	m.isr = t->isr;
+	m.config_generation = t->config_generation;
+	m.shm_sel = t->shm_sel;
+	for (int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++) {
+		const struct virtq *v = &t->vq[q];
+		m.vq[q] = (struct snap_vq){
+			.desc_gpa = v->desc_gpa,
+			.avail_gpa = v->avail_gpa,
+			.used_gpa = v->used_gpa,
+			.size = v->size,
+			.max_size = v->max_size,
+			.last_avail = v->last_avail,
+			.used_idx = v->used_idx,
+			.ready = (uint32_t) !!v->ready,
+			.broken = (uint32_t) !!v->broken,
+		};
+	}
+	int r = fmt_writer_add(w, FMT_SEC_MMIO, 0, (uint32_t)d, t->ops->name, &m, sizeof(m), err);
+	if (r < 0)
+		return r;
+	struct snap_dev dev;
+	memset(&dev, 0, sizeof(dev));
+	hdr_init(&dev.h, SNAP_MAGIC_DEV, sizeof(dev));
+	dev.device_id = t->ops->device_id;
+	if (dev.device_id == SNAP_DEV_VSOCK && p->vsock) {
+		dev.guest_cid = virtio_vsock_guest_cid(p->vsock);
+		/* Host connections do not survive; the guest is told on restore. */
+		virtio_vsock_drop_conns(p->vsock);
+	}
+	return fmt_writer_add(w, FMT_SEC_DEVICE, 0, (uint32_t)d, t->ops->name, &dev, sizeof(dev),
+			      err);
+}
+
+static int save_memory(const struct vm_parts *p, struct fmt_writer *w, struct sm_error *err)
+{
+	int r = fmt_writer_mem_begin(w, p->mem->size, err);
+	for (uint64_t off = 0; r == 0 && off < p->mem->size; off += SNAP_MEM_CHUNK) {
+		uint64_t n =
+			p->mem->size - off < SNAP_MEM_CHUNK ? p->mem->size - off : SNAP_MEM_CHUNK;
+		r = fmt_writer_mem_write(w, p->mem->host + off, (size_t)n, err);
+	}
+	if (r == 0)
+		r = fmt_writer_mem_end(w, err);
+	return r < 0 ? sm_error_wrap(err, "guest memory") : 0;
+}
+
+int vm_snapshot_save(struct vm *vm, struct fmt_writer *w, struct sm_error *err)
+{
+	struct vm_parts p;
+	vm_get_parts(vm, &p);
+	if (p.n_virtio > VM_PARTS_MAX_VIRTIO)
+		return sm_error_set(err, EINVAL, "too many devices");
+	for (int d = 0; d < p.n_virtio; d++) {
+		uint32_t id = p.virtio[d]->ops->device_id;
+		if (id != SNAP_DEV_RNG && id != SNAP_DEV_VSOCK)
+			return sm_error_set(err, ENOTSUP,
+					    "capture: cannot snapshot a %s device yet",
+					    p.virtio[d]->ops->name);
+	}
+	struct kvm_msr_list *ml = NULL;
+	int r = msr_index_list(p.kvm_fd, &ml, err);
+	for (int i = 0; r == 0 && i < p.ncpus; i++)
+		r = save_vcpu(&p, &p.vcpus[i], ml, w, err);
+	free(ml);
+	if (r == 0)
+		r = save_vmstate(&p, w, err);
+	if (r < 0)
+		return sm_error_wrap(err, "capture");
+	/* Hold every transport lock until memory is written: the I/O thread
+	 * must not touch rings while we copy them. */
+	for (int d = 0; d < p.n_virtio; d++)
+		pthread_mutex_lock(&p.virtio[d]->lock);
+	for (int d = 0; r == 0 && d < p.n_virtio; d++)
+		r = save_device(&p, d, w, err);
+	if (r == 0)
+		r = save_memory(&p, w, err);
+	for (int d = p.n_virtio - 1; d >= 0; d--)
+		pthread_mutex_unlock(&p.virtio[d]->lock);
+	return r < 0 ? sm_error_wrap(err, "capture") : 0;
+}
+
+/* ---- load ------------------------------------------------------------------------ */
+
+static int read_section(struct fmt_reader *r, uint32_t type, uint32_t instance, void **data,
+			size_t *len, struct sm_error *err)
+{
+	int idx = fmt_reader_find(r, type, instance, err);
+	if (idx < 0)
+		return idx;
+	return fmt_reader_read(r, (unsigned)idx, data, len, err);
+}
+
+static int check_vmstate(const struct snap_vmstate *s, size_t len, struct sm_error *err)
+{
+	if (len != sizeof(*s))
+		return sm_error_set(err, EBADMSG, "vmstate: %zu bytes, want %zu", len, sizeof(*s));
+	int r = hdr_check(&s->h, SNAP_MAGIC_VMST, sizeof(*s), "vmstate", err);
+	if (r < 0)
+		return r;
+	if (s->mem_size < (16ULL << 20) || s->mem_size > VM_MMIO_GAP_START ||
+	    s->mem_size % (1ULL << 20))
+		return sm_error_set(err, EBADMSG, "vmstate: bad memory size %llu",
+				    (unsigned long long)s->mem_size);
+	if (s->ncpus < 1 || s->ncpus > SNAP_MAX_VCPUS)
+		return sm_error_set(err, EBADMSG, "vmstate: bad vCPU count %u", s->ncpus);
+	if (s->n_virtio > VM_PARTS_MAX_VIRTIO || (s->flags & ~(SNAP_FLAG_RNG | SNAP_FLAG_VSOCK)) ||
+	    s->n_virtio != (uint32_t) !!(s->flags & SNAP_FLAG_RNG) + !!(s->flags & SNAP_FLAG_VSOCK))
+		return sm_error_set(err, EBADMSG,
+				    "vmstate: bad device set (%u devices, flags 0x%x)", s->n_virtio,
+				    s->flags);
+	if (s->reserved || s->reserved2 || s->kbd_reserved || s->kbd_out_n > 8 ||
+	    s->uart_thre_pending > 1)
+		return sm_error_set(err, EBADMSG, "vmstate: reserved fields set");
+	if (s->pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER ||
+	    s->pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
+	    s->ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
+		return sm_error_set(err, EBADMSG, "vmstate: bad irqchip ids");
+	return 0;
+}
+
+int vm_snapshot_probe(struct fmt_reader *rd, struct vm_snapshot_info *info, struct sm_error *err)
+{
+	sm_autofree void *data = NULL;
+	size_t len;
+	int r = read_section(rd, FMT_SEC_VMSTATE, 0, &data, &len, err);
+	if (r == 0)
+		r = check_vmstate(data, len, err);
+	if (r < 0)
+		return r;
+	const struct snap_vmstate *s = data;
+	info->mem_size = s->mem_size;
+	info->ncpus = (int)s->ncpus;
+	info->has_rng = !!(s->flags & SNAP_FLAG_RNG);
+	info->has_vsock = !!(s->flags & SNAP_FLAG_VSOCK);
+	info->n_virtio = (int)s->n_virtio;
+	return 0;
+}
+
+static int load_vmstate(const struct vm_parts *p, const struct snap_vmstate *s,
+			struct sm_error *err)
+{
+	if (s->mem_size != p->mem->size || (int)s->ncpus != p->ncpus ||
+	    (int)s->n_virtio != p->n_virtio)
+		return sm_error_set(err, EINVAL, "the VM does not have the snapshot's shape");
+	struct kvm_pit_state2 pit = s->pit;
+	if (ioctl(p->vm_fd, KVM_SET_PIT2, &pit) < 0)
+		return sm_error_errno(err, errno, "KVM_SET_PIT2");
+	struct kvm_clock_data clock = s->clock;
+	clock.flags = 0; /* the guest clock resumes where it was captured */
+	memset(clock.pad, 0, sizeof(clock.pad));
+	if (ioctl(p->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+		return sm_error_errno(err, errno, "KVM_SET_CLOCK");
+	struct kvm_irqchip chips[3] = {s->pic_master, s->pic_slave, s->ioapic};
+	for (int i = 0; i < 3; i++)
+		if (ioctl(p->vm_fd, KVM_SET_IRQCHIP, &chips[i]) < 0)
+			return sm_error_errno(err, errno, "KVM_SET_IRQCHIP %u", chips[i].chip_id);
+	struct vm_serial *u = p->serial;
+	pthread_mutex_lock(&u->lock);
+	u->ier = s->uart_ier;
+	u->iir_fifo = s->uart_iir_fifo;
+	u->lcr = s->uart_lcr;
+	u->mcr = s->uart_mcr;
+	u->scr = s->uart_scr;
+	u->dll = s->uart_dll;
+	u->dlm = s->uart_dlm;
+	u->thre_pending = s->uart_thre_pending;
+	pthread_mutex_unlock(&u->lock);
+	struct vm_i8042 *k = p->i8042;
+	pthread_mutex_lock(&k->lock);
+	k->ctr = s->kbd_ctr;
+	k->pending = s->kbd_pending;
+	k->out_n = s->kbd_out_n;
+	memcpy(k->out, s->kbd_out, sizeof(k->out));
+	pthread_mutex_unlock(&k->lock);
+	return 0;
+}
+
+static int load_vcpu(const struct vm_parts *p, struct vm_vcpu *c, const uint8_t *buf, size_t len,
+		     struct sm_error *err)
+{
+	const struct snap_vcpu *s = (const void *)buf;
+	if (len < sizeof(*s))
+		return sm_error_set(err, EBADMSG, "vcpu %d: record too short", c->id);
+	int r = hdr_check(&s->h, SNAP_MAGIC_VCPU, sizeof(*s), "vcpu", err);
+	if (r < 0)
+		return r;
+	if (s->id != (uint32_t)c->id || s->reserved || s->reserved2 || s->nmsrs > SNAP_MAX_MSRS ||
+	    s->xsave_size < sizeof(struct kvm_xsave) || s->xsave_size > SNAP_MAX_XSAVE ||
+	    s->xsave_size % 4)
+		return sm_error_set(err, EBADMSG, "vcpu %d: bad id, counts or reserved fields",
+				    c->id);
+	size_t want = sizeof(*s) + (size_t)s->nmsrs * sizeof(struct kvm_msr_entry) + s->xsave_size;
+	if (len != want)
+		return sm_error_set(err, EBADMSG, "vcpu %d: %zu bytes, want %zu", c->id, len, want);
+	const struct kvm_msr_entry *msrs = (const void *)(buf + sizeof(*s));
+	const uint8_t *xs = buf + sizeof(*s) + (size_t)s->nmsrs * sizeof(struct kvm_msr_entry);
+
+	/* XSAVE: the buffer KVM reads is its own size; extra bytes must be 0. */
+	size_t local = (size_t)xsave_size(p->vm_fd);
+	size_t cap = local > s->xsave_size ? local : s->xsave_size;
+	sm_autofree uint8_t *xbuf = calloc(1, cap);
+	if (!xbuf)
+		return sm_error_set(err, ENOMEM, "xsave");
+	memcpy(xbuf, xs, s->xsave_size);
+	for (size_t i = local; i < s->xsave_size; i++)
+		if (xbuf[i])
+			return sm_error_set(err, ENOTSUP,
+					    "vcpu %d: the snapshot's XSAVE state (%u bytes) does "
+					    "not fit this host's (%zu)",
+					    c->id, s->xsave_size, local);
+
+	struct kvm_sregs sregs = s->sregs;
+	struct kvm_regs regs = s->regs;
+	struct kvm_xcrs xcrs = s->xcrs;
+	struct kvm_lapic_state lapic = s->lapic;
+	struct kvm_mp_state mp = s->mp;
+	struct kvm_vcpu_events events = s->events;
+	struct kvm_debugregs dregs = s->dregs;
+#define SET(req, arg, name)                                                                        \
+	do {                                                                                       \
+		if (ioctl(c->fd, req, arg) < 0)                                                    \
+			return sm_error_errno(err, errno, "vCPU %d: " name, c->id);                \
+	} while (0)
+	SET(KVM_SET_SREGS, &sregs, "KVM_SET_SREGS");
+	SET(KVM_SET_REGS, &regs, "KVM_SET_REGS");
+	SET(KVM_SET_XSAVE, xbuf, "KVM_SET_XSAVE");
+	SET(KVM_SET_XCRS, &xcrs, "KVM_SET_XCRS");
+	SET(KVM_SET_LAPIC, &lapic, "KVM_SET_LAPIC");
+	if (s->nmsrs) {
+		size_t ml =
+			sizeof(struct kvm_msrs) + (size_t)s->nmsrs * sizeof(struct kvm_msr_entry);
+		sm_autofree struct kvm_msrs *m = calloc(1, ml);
+		if (!m)
+			return sm_error_set(err, ENOMEM, "MSRs");
+		m->nmsrs = s->nmsrs;
+		memcpy(m->entries, msrs, (size_t)s->nmsrs * sizeof(struct kvm_msr_entry));
+		int n = ioctl(c->fd, KVM_SET_MSRS, m);
+		if (n < 0)
+			return sm_error_errno(err, errno, "vCPU %d: KVM_SET_MSRS", c->id);
+		if ((uint32_t)n != s->nmsrs)
+			return sm_error_set(err, EINVAL,
+					    "vCPU %d: KVM refused MSR 0x%x (%d of %u set)", c->id,
+					    m->entries[n].index, n, s->nmsrs);
+	}
+	SET(KVM_SET_MP_STATE, &mp, "KVM_SET_MP_STATE");
+	SET(KVM_SET_VCPU_EVENTS, &events, "KVM_SET_VCPU_EVENTS");
+	SET(KVM_SET_DEBUGREGS, &dregs, "KVM_SET_DEBUGREGS");
+#undef SET
+	return 0;
+}
+
+static int check_mmio(const struct vm_parts *p, int d, const struct snap_mmio *m, size_t len,
+		      struct sm_error *err)
+{
+	struct virtio_mmio *t = p->virtio[d];
+	if (len != sizeof(*m))
+		return sm_error_set(err, EBADMSG, "mmio %d: %zu bytes", d, len);
+	int r = hdr_check(&m->h, SNAP_MAGIC_MMIO, sizeof(*m), "mmio", err);
+	if (r < 0)
+		return r;
+	if (m->device_id != t->ops->device_id || m->num_queues != t->ops->num_queues ||
+	    m->base != p->virtio_base[d])
+		return sm_error_set(err, EBADMSG,
+				    "mmio %d: device %u with %u queues at 0x%llx, "
+				    "this VM has %u with %u at 0x%llx",
+				    d, m->device_id, m->num_queues, (unsigned long long)m->base,
+				    t->ops->device_id, t->ops->num_queues,
+				    (unsigned long long)p->virtio_base[d]);
+	if (m->reserved || m->status > 0xff || m->isr > 3 || m->dev_features_sel > 1 ||
+	    m->drv_features_sel > 1)
+		return sm_error_set(err, EBADMSG, "mmio %d: bad register values", d);
+	uint64_t offered = t->ops->features | (1ULL << VIRTIO_F_VERSION_1_BIT);
+	if (m->drv_features & ~offered)
+		return sm_error_set(err, EBADMSG, "mmio %d: driver features not offered", d);
+	for (uint32_t q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++) {
+		const struct snap_vq *v = &m->vq[q];
+		struct virtq vq = {
+			.size = v->size,
+			.max_size = t->vq[q].max_size,
+			.desc_gpa = v->desc_gpa,
+			.avail_gpa = v->avail_gpa,
+			.used_gpa = v->used_gpa,
+		};
+		if (v->ready > 1 || v->broken > 1 || v->max_size != t->vq[q].max_size ||
+		    (q >= m->num_queues && (v->ready || v->size)))
+			return sm_error_set(err, EBADMSG, "mmio %d queue %u: bad values", d, q);
+		if (v->ready &&
+		    (v->size == 0 || (v->size & (v->size - 1)) || v->size > v->max_size))
+			return sm_error_set(err, EBADMSG, "mmio %d queue %u: bad size %u", d, q,
+					    v->size);
+		if (v->ready && virtq_validate(&vq, p->mem, err) < 0)
+			return sm_error_wrap(err, "mmio %d queue %u", d, q);
+	}
+	return 0;
+}
+
+static void load_mmio(struct virtio_mmio *t, const struct snap_mmio *m)
+{
+	pthread_mutex_lock(&t->lock);
+	t->status = m->status;
+	t->dev_features_sel = m->dev_features_sel;
+	t->drv_features_sel = m->drv_features_sel;
+	t->queue_sel = m->queue_sel;
+	t->drv_features = m->drv_features;
+	t->isr = m->isr;
+	t->config_generation = m->config_generation;
+	t->shm_sel = m->shm_sel;
+	for (int q = 0; q < VIRTIO_MMIO_MAX_QUEUES; q++) {
+		const struct snap_vq *v = &m->vq[q];
+		struct virtq *vq = &t->vq[q];
+		vq->desc_gpa = v->desc_gpa;
+		vq->avail_gpa = v->avail_gpa;
+		vq->used_gpa = v->used_gpa;
+		vq->size = v->size;
+		vq->last_avail = v->last_avail;
+		vq->used_idx = v->used_idx;
+		vq->ready = (int)v->ready;
+		vq->broken = (int)v->broken;
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int check_dev(const struct vm_parts *p, int d, const struct snap_dev *s, size_t len,
+		     struct sm_error *err)
+{
+	if (len != sizeof(*s))
+		return sm_error_set(err, EBADMSG, "device %d: %zu bytes", d, len);
+	int r = hdr_check(&s->h, SNAP_MAGIC_DEV, sizeof(*s), "device", err);
+	if (r < 0)
+		return r;
+	if (s->device_id != p->virtio[d]->ops->device_id || s->reserved)
+		return sm_error_set(err, EBADMSG, "device %d: bad id or reserved field", d);
+	if (s->device_id == SNAP_DEV_VSOCK && p->vsock &&
+	    s->guest_cid != virtio_vsock_guest_cid(p->vsock))
+		return sm_error_set(err, EBADMSG, "device %d: guest CID %llu, this VM has %llu", d,
+				    (unsigned long long)s->guest_cid,
+				    (unsigned long long)virtio_vsock_guest_cid(p->vsock));
+	if (s->device_id != SNAP_DEV_VSOCK && s->guest_cid)
+		return sm_error_set(err, EBADMSG, "device %d: reserved field set", d);
+	return 0;
+}
+
+int vm_snapshot_load(struct vm *vm, struct fmt_reader *rd, struct sm_error *err)
+{
+	struct vm_parts p;
+	vm_get_parts(vm, &p);
+	int r;
+	/* Read and check everything before touching KVM. */
+	void *vms = NULL, *mmio[VM_PARTS_MAX_VIRTIO] = {0}, *dev[VM_PARTS_MAX_VIRTIO] = {0};
+	void **vcpu = calloc((size_t)p.ncpus, sizeof(void *));
+	size_t *vcpu_len = calloc((size_t)p.ncpus, sizeof(size_t));
+	size_t len;
+	if (!vcpu || !vcpu_len) {
+		r = sm_error_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	r = read_section(rd, FMT_SEC_VMSTATE, 0, &vms, &len, err);
+	if (r == 0)
+		r = check_vmstate(vms, len, err);
+	for (int d = 0; r == 0 && d < p.n_virtio; d++) {
+		r = read_section(rd, FMT_SEC_MMIO, (uint32_t)d, &mmio[d], &len, err);
+		if (r == 0)
+			r = check_mmio(&p, d, mmio[d], len, err);
+		if (r == 0)
+			r = read_section(rd, FMT_SEC_DEVICE, (uint32_t)d, &dev[d], &len, err);
+		if (r == 0)
+			r = check_dev(&p, d, dev[d], len, err);
+	}
+	for (int i = 0; r == 0 && i < p.ncpus; i++)
+		r = read_section(rd, FMT_SEC_VCPU, (uint32_t)i, &vcpu[i], &vcpu_len[i], err);
+	if (r < 0)
+		goto out;
+
+	r = load_vmstate(&p, vms, err);
+	for (int i = 0; r == 0 && i < p.ncpus; i++)
+		r = load_vcpu(&p, &p.vcpus[i], vcpu[i], vcpu_len[i], err);
+	for (int d = 0; r == 0 && d < p.n_virtio; d++)
+		load_mmio(p.virtio[d], mmio[d]);
+	for (int d = 0; r == 0 && d < p.n_virtio; d++) {
+		struct virtio_mmio *t = p.virtio[d];
+		if (t->ops->device_id != SNAP_DEV_VSOCK || !p.vsock)
+			continue;
+		/* Guest sockets referred to host connections that are gone:
+		 * TRANSPORT_RESET makes the guest reset them (listeners stay). */
+		pthread_mutex_lock(&t->lock);
+		int e = virtio_vsock_send_reset(p.vsock);
+		pthread_mutex_unlock(&t->lock);
+		if (e < 0 && e != -ENODEV)
+			r = sm_error_set(err, -e, "vsock: cannot send the transport reset event");
+	}
+out:
+	free(vms);
+	for (int d = 0; d < VM_PARTS_MAX_VIRTIO; d++) {
+		free(mmio[d]);
+		free(dev[d]);
+	}
+	for (int i = 0; vcpu && i < p.ncpus; i++)
+		free(vcpu[i]);
+	free(vcpu);
+	free(vcpu_len);
+	return r < 0 ? sm_error_wrap(err, "restore") : 0;
+}
