@@ -18,7 +18,17 @@ if ! mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose ho
 	say "cannot mount the host root over 9p"
 	poweroff -f
 fi
-mount -t tmpfs -o mode=1777 tmpfs /host/tmp
+# /tmp: the host's /tmp as the read-only lower layer of an overlay whose
+# upper layer is a tmpfs, so paths under the host's /tmp (a clone, a build
+# tree) are visible and the command can still write (privately) there.
+mkdir -p /ovl
+mount -t tmpfs -o mode=755 tmpfs /ovl
+mkdir -p /ovl/upper /ovl/work
+chmod 1777 /ovl/upper
+if ! mount -t overlay -o lowerdir=/host/tmp,upperdir=/ovl/upper,workdir=/ovl/work overlay /host/tmp; then
+	say "overlay on /tmp failed; /tmp is an empty tmpfs"
+	mount -t tmpfs -o mode=1777 tmpfs /host/tmp
+fi
 mount -t tmpfs tmpfs /host/run
 mount --bind /dev /host/dev
 mkdir -p /dev/pts /dev/shm

@@ -15,12 +15,24 @@ rc=$?
 grep -qx to-stderr "$rwdir/stderr" || fail "stderr did not come back"
 [ "$(cat "$rwdir/f" 2>/dev/null)" = written ] || fail "--rw share not written"
 
-before=$(pgrep -c qemu-system || true)
 start=$(date +%s)
-"$run" --timeout 5 -- sleep 600 2>/dev/null
+mark="$rwdir/ctl"
+mkdir -p "$mark"
+SM_KVMHOST_TMP="$mark" "$run" --timeout 5 -- sleep 600 2>/dev/null
 rc=$?
 [ "$rc" = 124 ] || fail "timeout exit status $rc, want 124"
 [ $(( $(date +%s) - start )) -lt 60 ] || fail "timeout took too long"
-after=$(pgrep -c qemu-system || true)
-[ "$after" -le "$before" ] || fail "qemu left running after timeout"
+sleep 1
+! pgrep -f "sm.ctl=$mark/" >/dev/null || fail "qemu left running after timeout"
+[ -z "$(ls -A "$mark")" ] || fail "control directory left behind"
+
+# The host's /tmp is visible inside (read-only lower layer) and writes to it
+# stay inside the emulated host.
+probe=$(mktemp /tmp/smkvmhost-probe.XXXXXX)
+echo host-data > "$probe"
+out=$("$run" -- bash -c "cat '$probe' && echo guest-data > '$probe' && cat '$probe'" 2>/dev/null)
+rc=$?
+[ "$rc" = 0 ] && [ "$out" = "$(printf 'host-data\nguest-data')" ] || { rm -f "$probe"; fail "host /tmp not visible/writable inside (rc=$rc out='$out')"; }
+[ "$(cat "$probe")" = host-data ] || { rm -f "$probe"; fail "a write inside changed the host's /tmp"; }
+rm -f "$probe"
 echo "kvmhost selftest: PASS"
