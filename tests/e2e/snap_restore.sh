@@ -1,0 +1,84 @@
+#!/bin/bash
+# Bake once, restore many: bake a guest (a warm-up writes /tmp/warm), check
+# the file with smsnap verify, then restore it: the command's output and
+# exit status come back, the warm-up's state is there, five restores in a
+# row and three at once all succeed, and writes in one restored VM are not
+# seen by another.
+. "$(dirname "$0")/snap_common.sh" "$1"
+fail() {
+	echo "FAIL: $*" >&2
+	for f in "$work"/err*; do [ -f "$f" ] && { echo "== $f" >&2; cat "$f" >&2; }; done
+	exit 1
+}
+bake 'echo warm >/tmp/warm; echo warmed'
+[ "$(cat "$work/bake-out")" = warmed ] || fail "warm-up output '$(cat "$work/bake-out")'"
+[ -f "$snap" ] || fail "no snapshot written"
+[ "$(ls -a "$work" | grep -c smsnap)" = 1 ] || fail "temporary file left next to the snapshot"
+"$smsnap" verify "$snap" || fail "smsnap verify"
+"$smsnap" dump "$snap" --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+m = d["metadata"]
+assert m["kind"] == "supermachine-snapshot" and m["format_version"] == "1.0", m
+assert m["kernel_digest"].startswith("sha256:") and m["agent_digest"].startswith("sha256:"), m
+assert m["memory_size"] == 256 << 20 and m["vcpus"] == 1, m
+types = sorted(s["type"] for s in d["sections"])
+for t in ("vcpu", "vmstate", "mmio", "device", "memory", "metadata"):
+    assert t in types, (t, types)
+' || fail "snapshot metadata/sections"
+echo "ok: bake, verify, metadata"
+
+# 1. output and status, and the warm-up's state survived.
+set +e
+"$smrestore" "$snap" --console "$work/console" --timing -- \
+	/bin/sh -c 'cat /tmp/warm; echo hello; exit 3' >"$work/out1" 2>"$work/err1"
+rc=$?
+set -e
+cat "$work/err1" >&2
+[ "$rc" = 3 ] && [ "$(cat "$work/out1")" = "$(printf 'warm\nhello')" ] ||
+	fail "restore: rc=$rc stdout='$(cat "$work/out1")' (want 3, warm+hello)"
+grep -q '"cache_hit":0' "$work/err1" || fail "first restore should fill the memory cache"
+[ "$(ls "$SM_CACHE/memory" | grep -vc tmp)" = 1 ] || fail "memory cache: $(ls "$SM_CACHE/memory")"
+echo "ok: restore ran the command (hello, exit 3) on the warmed state"
+
+# 2. five in a row, from the cache.
+for i in 1 2 3 4 5; do
+	out=$("$smrestore" "$snap" --timing -- /bin/echo "run $i" 2>"$work/err-seq$i") ||
+		fail "sequential restore $i"
+	[ "$out" = "run $i" ] || fail "sequential restore $i printed '$out'"
+	grep -q '"cache_hit":1' "$work/err-seq$i" || fail "restore $i missed the cache"
+	rm -f "$work/err-seq$i"
+done
+echo "ok: five restores in a row"
+
+# 3. three at once.
+pids=()
+for i in 1 2 3; do
+	"$smrestore" "$snap" -- /bin/sh -c "sleep 0.5; echo par $i" >"$work/par$i" 2>"$work/err-par$i" &
+	pids+=($!)
+done
+for i in 1 2 3; do
+	wait "${pids[$((i - 1))]}" || fail "concurrent restore $i: rc=$?"
+	[ "$(cat "$work/par$i")" = "par $i" ] || fail "concurrent restore $i printed '$(cat "$work/par$i")'"
+done
+echo "ok: three restores at once"
+
+# 4. isolation: a write in one restored VM is not seen by the next, nor
+#    while both run.
+out=$("$smrestore" "$snap" -- /bin/sh -c 'echo mine >/tmp/warm; echo x >/tmp/iso; cat /tmp/warm') ||
+	fail "writer restore"
+[ "$out" = mine ] || fail "writer saw '$out'"
+out=$("$smrestore" "$snap" -- /bin/sh -c 'cat /tmp/warm; test -e /tmp/iso && echo leaked; true') ||
+	fail "reader restore"
+[ "$out" = warm ] || fail "a restore saw another's writes: '$out'"
+"$smrestore" "$snap" -- /bin/sh -c 'echo A >/tmp/warm; sleep 2; cat /tmp/warm' >"$work/isoA" 2>&1 &
+pa=$!
+sleep 0.5
+"$smrestore" "$snap" -- /bin/sh -c 'echo B >/tmp/warm; cat /tmp/warm' >"$work/isoB" 2>&1 ||
+	fail "concurrent writer B"
+wait $pa || fail "concurrent writer A"
+[ "$(cat "$work/isoA")" = A ] && [ "$(cat "$work/isoB")" = B ] ||
+	fail "concurrent writers interfered: A='$(cat "$work/isoA")' B='$(cat "$work/isoB")'"
+"$smsnap" verify "$snap" >/dev/null || fail "restores modified the snapshot"
+echo "ok: restored VMs are isolated, the snapshot is unchanged"
+echo "PASS: snap_restore"
