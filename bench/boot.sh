@@ -94,7 +94,7 @@ for n in range(runs):
               open(out + "/samples.json", "w"))
 PY
 
-tests/kvmhost/run --timeout 1200 --rw "$out" -- python3 "$out/inner.py" "$out" "$build/tools/smrun" "$runs" >&2 ||
+tests/kvmhost/run --timeout $((120 + runs * 90)) --rw "$out" -- python3 "$out/inner.py" "$out" "$build/tools/smrun" "$runs" >&2 ||
 	echo "boot bench: the emulated host failed; using the samples collected so far" >&2
 python3 - "$out/samples.json" <<'PY'
 import json, statistics, sys
