@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -354,11 +355,28 @@ int main(int argc, char **argv)
 	char uds[128], ready_path[160];
 	snprintf(uds, sizeof(uds), "%s/vsock", dir);
 	snprintf(ready_path, sizeof(ready_path), "%s_%d", uds, VM_AGENT_READY_PORT);
-	int rc = 125, ready_fd = -1, conn = -1;
+	int rc = 125, ready_fd = -1, conn = -1, sig_fd = -1, boot_stop = -1;
 	struct vm *vm = NULL;
 	struct vm_agent_job *jobs = NULL;
 	double t_created = 0, t_ready = 0, t_done = 0;
 
+	/* Ctrl-C and friends go to the command, which decides how to exit.
+	 * Blocked here, before the VM's threads exist, so that every thread
+	 * inherits the mask and the signals only ever reach sig_fd. Signals
+	 * ignored at startup (nohup, background jobs) stay ignored. */
+	sigset_t fwd;
+	sigemptyset(&fwd);
+	sigaddset(&fwd, SIGINT);
+	sigaddset(&fwd, SIGTERM);
+	sigaddset(&fwd, SIGHUP);
+	sigaddset(&fwd, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &fwd, NULL);
+	sig_fd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
+	boot_stop = epoll_create1(EPOLL_CLOEXEC);
+	if (sig_fd < 0 || boot_stop < 0) {
+		fprintf(stderr, "smrun: signalfd/epoll: %s\n", strerror(errno));
+		goto out;
+	}
 	ready_fd = vm_agent_ready_listen(uds, &err);
 	if (ready_fd < 0) {
 		rc = fail("vsock", &err);
@@ -387,8 +405,23 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	t_created = now_ms();
-	if (vm_agent_wait_ready(ready_fd, vm_stopped_fd(vm), (int)timeout * 1000, &err) < 0)
+	/* Before the command runs, a signal stops everything: wait on the VM's
+	 * stop fd and the signal fd at once through an epoll fd. */
+	struct epoll_event ev = {.events = EPOLLIN};
+	ev.data.fd = vm_stopped_fd(vm);
+	epoll_ctl(boot_stop, EPOLL_CTL_ADD, vm_stopped_fd(vm), &ev);
+	ev.data.fd = sig_fd;
+	epoll_ctl(boot_stop, EPOLL_CTL_ADD, sig_fd, &ev);
+	if (vm_agent_wait_ready(ready_fd, boot_stop, (int)timeout * 1000, &err) < 0) {
+		struct signalfd_siginfo si;
+		if (read(sig_fd, &si, sizeof(si)) == sizeof(si)) {
+			fprintf(stderr, "smrun: interrupted by signal %u while booting\n",
+				si.ssi_signo);
+			rc = 128 + (int)si.ssi_signo;
+			goto out;
+		}
 		goto vm_failed;
+	}
 	t_ready = now_ms();
 	conn = vm_agent_connect(uds, VM_AGENT_PORT, (int)timeout * 1000, &err);
 	if (conn < 0)
@@ -412,19 +445,7 @@ int main(int argc, char **argv)
 		jobs[j].stdout_fd = 1;
 		jobs[j].stderr_fd = 2;
 	}
-	/* Ctrl-C and friends go to the command, which decides how to exit. */
-	sigset_t fwd, old_mask;
-	sigemptyset(&fwd);
-	sigaddset(&fwd, SIGINT);
-	sigaddset(&fwd, SIGTERM);
-	sigaddset(&fwd, SIGHUP);
-	sigaddset(&fwd, SIGQUIT);
-	pthread_sigmask(SIG_BLOCK, &fwd, &old_mask);
-	int sig_fd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
 	int run_rc = vm_agent_run(conn, jobs, (int)parallel, vm_stopped_fd(vm), sig_fd, &err);
-	if (sig_fd >= 0)
-		close(sig_fd);
-	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	if (run_rc < 0)
 		goto vm_failed;
 	t_done = now_ms();
@@ -471,6 +492,10 @@ vm_failed : {
 out:
 	if (conn >= 0)
 		close(conn);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	if (boot_stop >= 0)
+		close(boot_stop);
 	vm_destroy(vm);
 	if (ready_fd >= 0)
 		close(ready_fd);
