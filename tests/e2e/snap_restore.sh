@@ -1,7 +1,8 @@
 #!/bin/bash
 # Bake once, restore many: bake a guest (a warm-up writes /tmp/warm), check
 # the file with smsnap verify, then restore it: the command's output and
-# exit status come back, the warm-up's state is there, five restores in a
+# exit status come back (and --env, --workdir, stdin go in), the warm-up's
+# state is there, five restores in a
 # row and three at once all succeed, and writes in one restored VM are not
 # seen by another.
 . "$(dirname "$0")/snap_common.sh" "$1"
@@ -40,6 +41,13 @@ cat "$work/err1" >&2
 grep -q '"cache_hit":0' "$work/err1" || fail "first restore should fill the memory cache"
 [ "$(ls "$SM_CACHE/memory" | grep -vc tmp)" = 1 ] || fail "memory cache: $(ls "$SM_CACHE/memory")"
 echo "ok: restore ran the command (hello, exit 3) on the warmed state"
+out=$("$smrestore" "$snap" --env FOO=bar --workdir /tmp -- /bin/sh -c 'echo "$FOO $(pwd)"' \
+	2>"$work/err-env") || fail "restore with --env/--workdir"
+[ "$out" = "bar /tmp" ] || fail "--env/--workdir: got '$out'"
+out=$(printf 'from stdin\n' | "$smrestore" "$snap" -- /bin/cat 2>"$work/err-stdin") ||
+	fail "restore with stdin"
+[ "$out" = "from stdin" ] || fail "stdin: got '$out'"
+echo "ok: --env, --workdir and stdin reach the command"
 
 # 2. five in a row, from the cache.
 for i in 1 2 3 4 5; do

@@ -146,7 +146,8 @@ static void test_drop_and_reset(void **state)
 	/* Restore: the guest had posted event buffers; we use one. */
 	ev_post(f, 0);
 	ev_post(f, 1);
-	uint32_t isr_before = mr(&f->t, 0x60);
+	mw(&f->t, 0x64, mr(&f->t, 0x60)); /* acknowledge what is pending */
+	assert_int_equal(mr(&f->t, 0x60), 0);
 	pthread_mutex_lock(&f->t.lock);
 	assert_int_equal(virtio_vsock_send_reset(f->v), 0);
 	pthread_mutex_unlock(&f->t.lock);
@@ -158,7 +159,7 @@ static void test_drop_and_reset(void **state)
 	memcpy(&ev, f->m.host + EV_BUF, 4);
 	assert_int_equal(ev, 0); /* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET */
 	assert_int_equal(gq_used(&f->m, &f->ev, &id, &len), 0);
-	assert_true((mr(&f->t, 0x60) | isr_before) & 1);
+	assert_int_equal(mr(&f->t, 0x60) & 1, 1); /* used-buffer interrupt raised */
 
 	/* A host connection now is held back: no REQUEST reaches the guest
 	 * before it acknowledged the reset. */
