@@ -67,3 +67,6 @@ printf 'image %s (%s bytes in the registry), %d runs, cold cache each run\n' "$w
 printf 'median smbake --unpack-only: %.3f s\n' "$mo"
 printf 'median skopeo copy + umoci unpack: %.3f s\n' "$mt"
 printf 'ratio (smbake / skopeo+umoci): %.2f\n' "$(echo "$mo / $mt" | bc -l)"
+# A row for bench/run.sh (the only line on stdout that starts with '{').
+printf '{"area": "pull", "metric": "pull_unpack_%s", "unit": "s", "value": %.3f, "n": %d, "peer": "skopeo copy + umoci unpack", "peer_value": %.3f, "ratio": %.3f, "better": "lower", "note": "%s bytes in a local docker-registry, cold cache"}\n' \
+	"$which" "$mo" "$runs" "$mt" "$(echo "$mo / $mt" | bc -l)" "$size"

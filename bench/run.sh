@@ -11,8 +11,9 @@
 #    "n": 10, "peer": "zstd -d", "peer_value": 1100.0, "ratio": 1.12,
 #    "better": "higher", "note": "per core"}
 # value/peer_value are medians of n runs; ratio = value / peer_value; peer,
-# peer_value, ratio and note may be null. Anything else the script prints must
-# go to stderr. A failing area is reported and the others still run.
+# peer_value, ratio and note may be null. Only stdout lines starting with '{'
+# are rows; everything else the script prints is kept in DIR/AREA.log.
+# A failing area is reported and the others still run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,7 @@ areas=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--out) out=${2:?}; shift 2 ;;
-	-h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) areas+=("$1"); shift ;;
 	esac
 done
@@ -38,7 +39,9 @@ status=0
 for a in "${areas[@]}"; do
 	echo "bench: $a" >&2
 	start=$(date +%s)
-	if bash "bench/$a.sh" > "$out/$a.jsonl" 2> "$out/$a.log"; then
+	if bash "bench/$a.sh" > "$out/$a.out" 2> "$out/$a.log"; then
+		grep '^{' "$out/$a.out" > "$out/$a.jsonl" || true
+		grep -v '^{' "$out/$a.out" >> "$out/$a.log" || true
 		cat "$out/$a.jsonl" >> "$rows"
 		echo "bench: $a done in $(( $(date +%s) - start )) s" >&2
 	else
