@@ -35,4 +35,11 @@ rc=$?
 [ "$rc" = 0 ] && [ "$out" = "$(printf 'host-data\nguest-data')" ] || { rm -f "$probe"; fail "host /tmp not visible/writable inside (rc=$rc out='$out')"; }
 [ "$(cat "$probe")" = host-data ] || { rm -f "$probe"; fail "a write inside changed the host's /tmp"; }
 rm -f "$probe"
+# A lock-up of the emulated host itself (here: a forced L1 kernel panic on
+# the first attempt) is retried once and the second attempt's result counts.
+out=$("$run" --rw "$rwdir" -- sh -c "if [ ! -e '$rwdir/once' ]; then touch '$rwdir/once'; sync; echo c > /proc/sysrq-trigger; fi; echo second" 2>"$rwdir/stderr")
+rc=$?
+[ "$rc" = 0 ] && [ "$out" = second ] || fail "no retry after an emulated-host panic (rc=$rc out='$out')"
+grep -q "retrying (1 of 1)" "$rwdir/stderr" || fail "the retry was not reported"
+
 echo "kvmhost selftest: PASS"
