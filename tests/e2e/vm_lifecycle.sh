@@ -12,8 +12,10 @@ set +e
 grep -q 'No such file' "$work/err" || fail "missing command: no message"
 "$smrun" --kernel "$kernel" --console none -- /bin/sh -c 'kill -TERM $$'
 [ $? = 143 ] || fail "SIGTERM: want 143"
+# (The guest's tty drains to the UART asynchronously; the command waits a
+# second so its console line is out before it exits and the VM is torn down.)
 out=$("$smrun" --kernel "$kernel" --cpus 2 --console "$work/console" -- /bin/sh -c \
-	'cat /sys/devices/system/cpu/online; head -c 64 /dev/hwrng | wc -c; echo to-console >/dev/console')
+	'cat /sys/devices/system/cpu/online; head -c 64 /dev/hwrng | wc -c; echo to-console >/dev/console; sleep 1')
 [ $? = 0 ] || fail "2 vCPUs: exit status"
 [ "$out" = "$(printf '0-1\n64')" ] || fail "2 vCPUs / hwrng: got '$out'"
 grep -q to-console "$work/console" || fail "user-space write to the console did not appear"
