@@ -33,6 +33,8 @@ if [ ${#areas[@]} -eq 0 ]; then
 	done
 fi
 mkdir -p "$out"
+# Areas that keep raw samples write them to $SM_BENCH_OUT/<area>.samples.json.
+export SM_BENCH_OUT=$(realpath "$out")
 rows="$out/rows.jsonl"
 : > "$rows"
 status=0
@@ -72,5 +74,6 @@ for t in tab:
 json.dump({"generated": datetime.datetime.utcnow().isoformat() + "Z",
            "host": platform.node(), "rows": rows}, open(sys.argv[2], "w"), indent=1)
 PY
+bash bench/plot.sh "$out" || echo "bench: plot failed (see above)" >&2
 echo "bench: results in $out/results.json" >&2
 exit $status
