@@ -13,6 +13,7 @@
 
 #include "sm/restore.h"
 #include "sm/version.h"
+#include "run_opts.h"
 #include "sm/vm.h"
 
 static const char usage[] =
@@ -65,25 +66,15 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (!strcmp(a, "--env")) {
 			NEED_ARG;
-			if (!strchr(v, '=')) {
-				fprintf(stderr, "smrestore: --env wants K=V, got '%s'\n", v);
+			if (sm_opt_env("smrestore", v, env, &envc) < 0)
 				return 125;
-			}
-			env[envc++] = v;
 		} else if (!strcmp(a, "--workdir")) {
 			NEED_ARG;
 			workdir = v;
 		} else if (!strcmp(a, "--user")) {
 			NEED_ARG;
-			errno = 0;
-			uid = strtoul(v, &end, 10);
-			gid = uid;
-			if (*end == ':')
-				gid = strtoul(end + 1, &end, 10);
-			if (errno || *end || end == v || uid > 0xfffffffe || gid > 0xfffffffe) {
-				fprintf(stderr, "smrestore: bad --user '%s' (want UID[:GID])\n", v);
+			if (sm_opt_user("smrestore", v, &uid, &gid) < 0)
 				return 125;
-			}
 		} else if (!strcmp(a, "--no-stdin")) {
 			no_stdin = 1;
 		} else if (!strcmp(a, "--console")) {
@@ -123,10 +114,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smrestore: no command given (smrestore SNAP -- CMD [ARGS...])\n");
 		return 125;
 	}
-	if (envc == 0) {
-		env[envc++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-		env[envc++] = "HOME=/root";
-	}
+	sm_opt_default_env(env, &envc);
 	signal(SIGPIPE, SIG_IGN);
 	struct sm_error err = {0};
 	if (vm_kvm_require_usable(&err) < 0) {

@@ -20,6 +20,7 @@
 
 #include "sm/bake.h"
 #include "sm/version.h"
+#include "run_opts.h"
 #include "sm/vm.h"
 
 static const char usage[] =
@@ -201,25 +202,15 @@ int main(int argc, char **argv)
 			console = v;
 		} else if (!strcmp(a, "--env")) {
 			NEED_ARG;
-			if (!strchr(v, '=')) {
-				fprintf(stderr, "smrun: --env wants K=V, got '%s'\n", v);
+			if (sm_opt_env("smrun", v, env, &envc) < 0)
 				return 125;
-			}
-			env[envc++] = v;
 		} else if (!strcmp(a, "--workdir")) {
 			NEED_ARG;
 			workdir = v;
 		} else if (!strcmp(a, "--user")) {
 			NEED_ARG;
-			errno = 0;
-			uid = strtoul(v, &end, 10);
-			gid = uid;
-			if (*end == ':')
-				gid = strtoul(end + 1, &end, 10);
-			if (errno || *end || end == v || uid > 0xfffffffe || gid > 0xfffffffe) {
-				fprintf(stderr, "smrun: bad --user '%s' (want UID[:GID])\n", v);
+			if (sm_opt_user("smrun", v, &uid, &gid) < 0)
 				return 125;
-			}
 		} else if (!strcmp(a, "--rootfs")) {
 			NEED_ARG;
 			rootfs = v;
@@ -250,10 +241,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smrun: no command given (smrun [options] -- CMD [ARGS...])\n");
 		return 125;
 	}
-	if (envc == 0) {
-		env[envc++] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-		env[envc++] = "HOME=/root";
-	}
+	sm_opt_default_env(env, &envc);
 	if (busybox && !busybox_set && access(busybox, X_OK) != 0)
 		busybox = NULL;
 	if (dax_mib && !rootfs) {
