@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +50,28 @@ static int build_meta(const struct bake_opts *o, char **out, struct sm_error *er
 		json_object_set_new(j, "agent_digest", json_string(adig));
 	if (o->image_ref)
 		json_object_set_new(j, "image", json_string(o->image_ref));
+	if (o->fs_root) {
+		char *abs = realpath(o->fs_root, NULL);
+		if (!abs) {
+			json_decref(j);
+			return sm_error_errno(err, errno, "root filesystem %s", o->fs_root);
+		}
+		json_object_set_new(j, "rootfs", json_string(abs));
+		json_object_set_new(j, "dax_mib", json_integer((json_int_t)o->fs_dax_mib));
+		free(abs);
+	}
+	if (o->meta_extra) {
+		json_error_t jerr;
+		json_t *x = json_loads(o->meta_extra, JSON_REJECT_DUPLICATES, &jerr);
+		if (!x || !json_is_object(x)) {
+			json_decref(x);
+			json_decref(j);
+			return sm_error_set(err, EINVAL, "extra metadata is not a JSON object%s%s",
+					    x ? "" : ": ", x ? "" : jerr.text);
+		}
+		json_object_update(j, x);
+		json_decref(x);
+	}
 	*out = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(j);
 	return *out ? 0 : sm_error_set(err, ENOMEM, "metadata");
@@ -117,7 +140,17 @@ int bake_run(const struct bake_opts *o, struct bake_timings *tm, struct sm_error
 		.cmdline_extra = o->cmdline_extra,
 		.console_fd = o->console_fd,
 		.vsock_uds = uds,
+		.fs_root = o->fs_root,
+		.fs_dax_mib = o->fs_root ? o->fs_dax_mib : 0,
 	};
+	if (o->fs_root) {
+		/* The passthrough backend holds one fd per node the guest looks up. */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	r = vm_create(&vm, &cfg, err);
 	if (r == 0)
 		r = vm_start(vm, err);

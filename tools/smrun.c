@@ -319,6 +319,8 @@ int main(int argc, char **argv)
 			.err_fd = 2,
 			.out_path = snapshot_out,
 			.timeout_ms = (int)timeout * 1000,
+			.fs_root = rootfs,
+			.fs_dax_mib = dax_mib,
 		};
 		struct bake_timings bt;
 		int r = bake_run(&bo, &bt, &err);

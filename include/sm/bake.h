@@ -30,6 +30,11 @@ struct bake_opts {
 	const char *image_ref; /* recorded in the metadata when not NULL */
 	const char *out_path;  /* the snapshot to write (atomically) */
 	int timeout_ms;	       /* boot to agent ready; 0: 120 s */
+	/* Share this dir read-only over virtio-fs as the guest root, or NULL. */
+	const char *fs_root;
+	uint64_t fs_dax_mib; /* DAX window MiB with fs_root (0: none) */
+	/* JSON object text; its keys are merged into the metadata, or NULL. */
+	const char *meta_extra;
 };
 
 struct bake_timings {
@@ -42,5 +47,7 @@ struct bake_timings {
 
 /* Boot, wait for the agent, run the warm-up (a non-zero exit is an error),
  * pause, capture and write O->out_path. Nothing appears at out_path unless
- * everything succeeded. T may be NULL. */
+ * everything succeeded. T may be NULL. With O->fs_root the metadata records
+ * "rootfs" (its absolute path) and "dax_mib"; O->meta_extra's keys are merged
+ * in last (not a JSON object: EINVAL). */
 int bake_run(const struct bake_opts *o, struct bake_timings *t, struct sm_error *err);
