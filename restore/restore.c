@@ -3,9 +3,11 @@
  * decompressed image, load state, resume, run one command via the agent. */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -105,6 +107,50 @@ static int cache_root(const struct restore_opts *o, char **out, struct sm_error 
 	return cache_default_root(out, err);
 }
 
+/* The root filesystem a snapshot with a virtio-fs device shares: O->rootfs
+ * or the metadata's "rootfs"; it must still be a directory. */
+static int fs_root_dir(const struct restore_opts *o, struct fmt_reader *rd, char **out,
+		       struct sm_error *err)
+{
+	const char *dir = o->rootfs;
+	json_t *j = NULL;
+	if (!dir) {
+		sm_autofree char *meta = NULL;
+		int r = fmt_reader_meta(rd, &meta, err);
+		if (r < 0)
+			return r;
+		j = json_loads(meta, 0, NULL);
+		json_t *v = j ? json_object_get(j, "rootfs") : NULL;
+		dir = json_is_string(v) ? json_string_value(v) : NULL;
+		if (!dir || !*dir) {
+			json_decref(j);
+			return sm_error_set(err, EINVAL,
+					    "snapshot %s has a virtio-fs root but its metadata "
+					    "names no \"rootfs\" directory",
+					    o->snapshot);
+		}
+	}
+	struct stat st;
+	int r = 0;
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		r = sm_error_set(err, ENOENT,
+				 "snapshot %s needs its root filesystem %s, which is gone (was the "
+				 "cache cleaned? run smbake again)",
+				 o->snapshot, dir);
+	else if (!(*out = strdup(dir)))
+		r = sm_error_set(err, ENOMEM, "out of memory");
+	json_decref(j);
+	if (r == 0) {
+		/* The passthrough backend holds one fd per node the guest looks up. */
+		struct rlimit rl;
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	return r;
+}
+
 int restore_run(const struct restore_opts *o, int *status, struct restore_timings *tm,
 		struct sm_error *err)
 {
@@ -117,7 +163,7 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 
 	struct fmt_reader *rd = NULL;
 	struct vm *vm = NULL;
-	char *root = NULL, *mem_path = NULL;
+	char *root = NULL, *mem_path = NULL, *fs_root = NULL;
 	char dir[] = "/tmp/smrestore-XXXXXX";
 	int have_dir = 0, conn = -1;
 	char uds[128] = "";
@@ -137,6 +183,11 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 				 "snapshot %s has no vsock device: no agent to talk to",
 				 o->snapshot);
 		goto out;
+	}
+	if (info.has_fs) {
+		r = fs_root_dir(o, rd, &fs_root, err);
+		if (r < 0)
+			goto out;
 	}
 	t->validate_ms = now_ms() - t0;
 
@@ -162,6 +213,8 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		.vsock_uds = uds,
 		.no_rng = !info.has_rng,
 		.restore_mem = mem_path,
+		.fs_root = fs_root,
+		.fs_dax_mib = info.fs_dax_len >> 20,
 	};
 	r = vm_create(&vm, &cfg, err);
 	if (r < 0)
@@ -192,6 +245,13 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	}
 	if (conn < 0) {
 		r = conn;
+		sm_error_wrap(err, "agent");
+		goto out;
+	}
+	/* Before any command: the guest's wall clock to now, fresh entropy
+	 * into its RNG (docs/agent-protocol.md, SYNC). */
+	r = vm_agent_sync(conn, vm_stopped_fd(vm), timeout, err);
+	if (r < 0) {
 		sm_error_wrap(err, "agent");
 		goto out;
 	}
@@ -245,5 +305,6 @@ out:
 	}
 	free(root);
 	free(mem_path);
+	free(fs_root);
 	return r;
 }

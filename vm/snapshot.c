@@ -15,20 +15,28 @@
 #include <sys/ioctl.h>
 
 #include "sm/format.h"
+#include "sm/fuse.h"
 #include "vm_internal.h"
 
 #define SNAP_MAGIC_VCPU 0x55504356u /* "VCPU" */
 #define SNAP_MAGIC_VMST 0x54534d56u /* "VMST" */
 #define SNAP_MAGIC_MMIO 0x4f494d4du /* "MMIO" */
 #define SNAP_MAGIC_DEV	0x56454453u /* "SDEV" */
+#define SNAP_MAGIC_FS	0x56445346u /* "FSDV" */
 #define SNAP_MAX_MSRS	1024
 #define SNAP_MAX_XSAVE	(1u << 20)
 #define SNAP_MAX_VCPUS	64
 #define SNAP_MEM_CHUNK	(4u << 20)
 #define SNAP_FLAG_RNG	1u
 #define SNAP_FLAG_VSOCK 2u
+#define SNAP_FLAG_FS	4u
+#define SNAP_FLAGS_ALL	(SNAP_FLAG_RNG | SNAP_FLAG_VSOCK | SNAP_FLAG_FS)
 #define SNAP_DEV_RNG	4u
 #define SNAP_DEV_VSOCK	19u
+#define SNAP_DEV_FS	VIRTIO_FS_DEVICE_ID
+#define SNAP_FS_TAG_LEN 36
+#define SNAP_MAX_FUSN	(256u << 20) /* FUSE node/handle table blob */
+#define SNAP_MAX_DAXS	(64u << 20)  /* DAX slot table blob */
 
 struct snap_hdr {
 	uint32_t magic;
@@ -115,6 +123,27 @@ struct snap_dev {
 	uint64_t guest_cid; /* vsock; 0 otherwise */
 };
 _Static_assert(sizeof(struct snap_dev) == 32, "snap_dev");
+
+/* virtio-fs device record (FMT_SEC_DEVICE, instance = device number), in
+ * place of struct snap_dev. The FUSE server state ("FUSN" v1, from
+ * fuse_server_snapshot) is the FMT_SEC_FUSE_NODES section and, with a DAX
+ * window, the slot table ("DAXS" v1, fuse_dax_snapshot) the FMT_SEC_DAX
+ * section, both with the same instance. The window's contents are file
+ * mappings, not guest RAM: only slot metadata is saved, and slots are
+ * mapped again by the guest's first access after restore. */
+struct snap_fs {
+	struct snap_hdr h;
+	uint32_t device_id;	   /* 26 */
+	uint32_t read_only;	   /* 0 or 1 */
+	uint64_t dax_gpa;	   /* window base, 0 without a window */
+	uint64_t dax_len;	   /* window bytes (MiB multiple), 0 without a window */
+	uint64_t fusn_len;	   /* bytes of the FUSE_NODES section (raw) */
+	uint64_t daxs_len;	   /* bytes of the DAX section (raw), 0 without a window */
+	char tag[SNAP_FS_TAG_LEN]; /* NUL-padded */
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct snap_fs) == 96, "snap_fs");
+_Static_assert(offsetof(struct snap_fs, tag) == 56, "snap_fs layout");
 
 static void hdr_init(struct snap_hdr *h, uint32_t magic, uint32_t size)
 {
@@ -233,6 +262,7 @@ static int save_vmstate(const struct vm_parts *p, struct fmt_writer *w, struct s
 		uint32_t id = p->virtio[d]->ops->device_id;
 		s.flags |= id == SNAP_DEV_RNG	  ? SNAP_FLAG_RNG
 			   : id == SNAP_DEV_VSOCK ? SNAP_FLAG_VSOCK
+			   : id == SNAP_DEV_FS	  ? SNAP_FLAG_FS
 						  : 0;
 	}
 	s.pic_master.chip_id = KVM_IRQCHIP_PIC_MASTER;
@@ -302,6 +332,9 @@ static int save_device(const struct vm_parts *p, int d, struct fmt_writer *w, st
 	int r = fmt_writer_add(w, FMT_SEC_MMIO, 0, (uint32_t)d, t->ops->name, &m, sizeof(m), err);
 	if (r < 0)
 		return r;
+	if (m.device_id == SNAP_DEV_FS)
+		return p->fs ? vm_snapshot_fs_save(p->fs, (uint32_t)d, w, err)
+			     : sm_error_set(err, EINVAL, "virtio-fs transport without a device");
 	struct snap_dev dev;
 	memset(&dev, 0, sizeof(dev));
 	hdr_init(&dev.h, SNAP_MAGIC_DEV, sizeof(dev));
@@ -336,7 +369,8 @@ int vm_snapshot_save(struct vm *vm, struct fmt_writer *w, struct sm_error *err)
 		return sm_error_set(err, EINVAL, "too many devices");
 	for (int d = 0; d < p.n_virtio; d++) {
 		uint32_t id = p.virtio[d]->ops->device_id;
-		if (id != SNAP_DEV_RNG && id != SNAP_DEV_VSOCK)
+		if (id != SNAP_DEV_RNG && id != SNAP_DEV_VSOCK &&
+		    !(id == SNAP_DEV_FS && p.fs && d == p.n_virtio - 1))
 			return sm_error_set(err, ENOTSUP,
 					    "capture: cannot snapshot a %s device yet",
 					    p.virtio[d]->ops->name);
@@ -363,7 +397,7 @@ int vm_snapshot_save(struct vm *vm, struct fmt_writer *w, struct sm_error *err)
 	return r < 0 ? sm_error_wrap(err, "capture") : 0;
 }
 
-/* ---- load ------------------------------------------------------------------------ */
+/* ---- virtio-fs ------------------------------------------------------------------- */
 
 static int read_section(struct fmt_reader *r, uint32_t type, uint32_t instance, void **data,
 			size_t *len, struct sm_error *err)
@@ -373,6 +407,150 @@ static int read_section(struct fmt_reader *r, uint32_t type, uint32_t instance, 
 		return idx;
 	return fmt_reader_read(r, (unsigned)idx, data, len, err);
 }
+
+/* Device paused (vm_pause: no request in flight), transport lock held. */
+int vm_snapshot_fs_save(struct virtio_fs *fs, uint32_t d, struct fmt_writer *w,
+			struct sm_error *err)
+{
+	struct virtio_fs_layout lay;
+	virtio_fs_layout(fs, &lay);
+	sm_autofree void *fusn = NULL;
+	sm_autofree void *daxs = NULL;
+	size_t fusn_len = 0, daxs_len = 0;
+	int r = fuse_server_snapshot(virtio_fs_server(fs), &fusn, &fusn_len, err);
+	if (r == 0 && lay.dax_len)
+		r = fuse_dax_snapshot(virtio_fs_dax(fs), &daxs, &daxs_len, err);
+	if (r < 0)
+		return sm_error_wrap(err, "virtio-fs");
+	if (fusn_len > SNAP_MAX_FUSN || daxs_len > SNAP_MAX_DAXS)
+		return sm_error_set(err, E2BIG, "virtio-fs: state too large (%zu + %zu bytes)",
+				    fusn_len, daxs_len);
+	struct snap_fs s;
+	memset(&s, 0, sizeof(s));
+	hdr_init(&s.h, SNAP_MAGIC_FS, sizeof(s));
+	s.device_id = SNAP_DEV_FS;
+	s.read_only = (uint32_t) !!lay.read_only;
+	s.dax_gpa = lay.dax_gpa;
+	s.dax_len = lay.dax_len;
+	s.fusn_len = fusn_len;
+	s.daxs_len = daxs_len;
+	memcpy(s.tag, lay.tag, SNAP_FS_TAG_LEN);
+	r = fmt_writer_add(w, FMT_SEC_DEVICE, 0, d, "virtio-fs", &s, sizeof(s), err);
+	if (r == 0)
+		r = fmt_writer_add(w, FMT_SEC_FUSE_NODES, FMT_SECF_ZSTD, d, "virtio-fs", fusn,
+				   fusn_len, err);
+	if (r == 0 && lay.dax_len)
+		r = fmt_writer_add(w, FMT_SEC_DAX, FMT_SECF_ZSTD, d, "virtio-fs", daxs, daxs_len,
+				   err);
+	return r;
+}
+
+/* The record on its own: layout, ranges, reserved bytes. */
+static int check_fs_record(uint32_t d, const struct snap_fs *s, size_t len, struct sm_error *err)
+{
+	if (len != sizeof(*s))
+		return sm_error_set(err, EBADMSG, "virtio-fs device %u: %zu bytes, want %zu", d,
+				    len, sizeof(*s));
+	int r = hdr_check(&s->h, SNAP_MAGIC_FS, sizeof(*s), "virtio-fs device", err);
+	if (r < 0)
+		return r;
+	if (s->device_id != SNAP_DEV_FS || s->read_only > 1 || s->reserved)
+		return sm_error_set(err, EBADMSG,
+				    "virtio-fs device %u: bad device id %u, read-only flag %u or "
+				    "reserved field",
+				    d, s->device_id, s->read_only);
+	size_t tl = strnlen(s->tag, SNAP_FS_TAG_LEN);
+	for (size_t i = tl; i < SNAP_FS_TAG_LEN; i++)
+		if (s->tag[i])
+			return sm_error_set(err, EBADMSG, "virtio-fs device %u: tag not NUL-padded",
+					    d);
+	if (tl == 0)
+		return sm_error_set(err, EBADMSG, "virtio-fs device %u: empty tag", d);
+	if (s->dax_len == 0 ? s->dax_gpa || s->daxs_len
+			    : s->dax_gpa != VM_DAX_WINDOW_GPA || s->dax_len % (1ULL << 20) ||
+				      s->dax_len > ((uint64_t)VM_DAX_WINDOW_MAX_MIB << 20) ||
+				      s->daxs_len == 0 || s->daxs_len > SNAP_MAX_DAXS)
+		return sm_error_set(err, EBADMSG,
+				    "virtio-fs device %u: bad DAX window 0x%llx+0x%llx (slot table "
+				    "%llu bytes)",
+				    d, (unsigned long long)s->dax_gpa,
+				    (unsigned long long)s->dax_len,
+				    (unsigned long long)s->daxs_len);
+	if (s->fusn_len == 0 || s->fusn_len > SNAP_MAX_FUSN)
+		return sm_error_set(err, EBADMSG, "virtio-fs device %u: bad FUSE state size %llu",
+				    d, (unsigned long long)s->fusn_len);
+	return 0;
+}
+
+int vm_snapshot_fs_probe(struct fmt_reader *rd, uint32_t d, uint64_t *dax_len, struct sm_error *err)
+{
+	sm_autofree void *rec = NULL;
+	size_t len;
+	int r = read_section(rd, FMT_SEC_DEVICE, d, &rec, &len, err);
+	if (r == 0)
+		r = check_fs_record(d, rec, len, err);
+	if (r < 0)
+		return r;
+	*dax_len = ((const struct snap_fs *)rec)->dax_len;
+	return 0;
+}
+
+int vm_snapshot_fs_load(struct virtio_fs *fs, uint32_t d, struct fmt_reader *rd,
+			struct sm_error *err)
+{
+	sm_autofree void *rec = NULL;
+	sm_autofree void *fusn = NULL;
+	sm_autofree void *daxs = NULL;
+	size_t len, fusn_len = 0, daxs_len = 0;
+	int r = read_section(rd, FMT_SEC_DEVICE, d, &rec, &len, err);
+	if (r == 0)
+		r = check_fs_record(d, rec, len, err);
+	if (r < 0)
+		return r;
+	const struct snap_fs *s = rec;
+	struct virtio_fs_layout lay;
+	virtio_fs_layout(fs, &lay);
+	if (memcmp(s->tag, lay.tag, SNAP_FS_TAG_LEN) || s->read_only != (uint32_t) !!lay.read_only)
+		return sm_error_set(err, EBADMSG,
+				    "virtio-fs device %u: tag '%.36s'%s, this VM has '%.36s'%s", d,
+				    s->tag, s->read_only ? " (read-only)" : "", lay.tag,
+				    lay.read_only ? " (read-only)" : "");
+	if (s->dax_gpa != lay.dax_gpa || s->dax_len != lay.dax_len)
+		return sm_error_set(err, EINVAL,
+				    "virtio-fs device %u: DAX window of %llu MiB, this VM has %llu "
+				    "MiB",
+				    d, (unsigned long long)(s->dax_len >> 20),
+				    (unsigned long long)(lay.dax_len >> 20));
+	r = read_section(rd, FMT_SEC_FUSE_NODES, d, &fusn, &fusn_len, err);
+	if (r < 0)
+		return r;
+	if (fusn_len != s->fusn_len)
+		return sm_error_set(
+			err, EBADMSG,
+			"virtio-fs device %u: FUSE state is %zu bytes, record says %llu", d,
+			fusn_len, (unsigned long long)s->fusn_len);
+	struct sm_error ignore = {0};
+	int di = fmt_reader_find(rd, FMT_SEC_DAX, d, &ignore);
+	if (s->dax_len == 0 && di >= 0)
+		return sm_error_set(err, EBADMSG,
+				    "virtio-fs device %u: DAX slot table without a window", d);
+	if (s->dax_len) {
+		r = read_section(rd, FMT_SEC_DAX, d, &daxs, &daxs_len, err);
+		if (r < 0)
+			return r;
+		if (daxs_len != s->daxs_len)
+			return sm_error_set(err, EBADMSG,
+					    "virtio-fs device %u: DAX slot table is %zu bytes, "
+					    "record says %llu",
+					    d, daxs_len, (unsigned long long)s->daxs_len);
+	}
+	r = fuse_server_restore(virtio_fs_server(fs), fusn, fusn_len, err);
+	if (r == 0 && s->dax_len)
+		r = fuse_dax_restore(virtio_fs_dax(fs), daxs, daxs_len, err);
+	return r < 0 ? sm_error_wrap(err, "virtio-fs device %u", d) : 0;
+}
+
+/* ---- load ------------------------------------------------------------------------ */
 
 static int check_vmstate(const struct snap_vmstate *s, size_t len, struct sm_error *err)
 {
@@ -387,8 +565,9 @@ static int check_vmstate(const struct snap_vmstate *s, size_t len, struct sm_err
 				    (unsigned long long)s->mem_size);
 	if (s->ncpus < 1 || s->ncpus > SNAP_MAX_VCPUS)
 		return sm_error_set(err, EBADMSG, "vmstate: bad vCPU count %u", s->ncpus);
-	if (s->n_virtio > VM_PARTS_MAX_VIRTIO || (s->flags & ~(SNAP_FLAG_RNG | SNAP_FLAG_VSOCK)) ||
-	    s->n_virtio != (uint32_t) !!(s->flags & SNAP_FLAG_RNG) + !!(s->flags & SNAP_FLAG_VSOCK))
+	if (s->n_virtio > VM_PARTS_MAX_VIRTIO || (s->flags & ~SNAP_FLAGS_ALL) ||
+	    s->n_virtio != (uint32_t) !!(s->flags & SNAP_FLAG_RNG) +
+				   !!(s->flags & SNAP_FLAG_VSOCK) + !!(s->flags & SNAP_FLAG_FS))
 		return sm_error_set(err, EBADMSG,
 				    "vmstate: bad device set (%u devices, flags 0x%x)", s->n_virtio,
 				    s->flags);
@@ -417,6 +596,11 @@ int vm_snapshot_probe(struct fmt_reader *rd, struct vm_snapshot_info *info, stru
 	info->has_rng = !!(s->flags & SNAP_FLAG_RNG);
 	info->has_vsock = !!(s->flags & SNAP_FLAG_VSOCK);
 	info->n_virtio = (int)s->n_virtio;
+	info->has_fs = !!(s->flags & SNAP_FLAG_FS);
+	info->fs_dax_len = 0;
+	/* vm_create() adds rng, vsock, then virtio-fs: fs is the last device. */
+	if (info->has_fs)
+		return vm_snapshot_fs_probe(rd, s->n_virtio - 1, &info->fs_dax_len, err);
 	return 0;
 }
 
@@ -645,13 +829,23 @@ int vm_snapshot_load(struct vm *vm, struct fmt_reader *rd, struct sm_error *err)
 		r = read_section(rd, FMT_SEC_MMIO, (uint32_t)d, &mmio[d], &len, err);
 		if (r == 0)
 			r = check_mmio(&p, d, mmio[d], len, err);
-		if (r == 0)
-			r = read_section(rd, FMT_SEC_DEVICE, (uint32_t)d, &dev[d], &len, err);
+		if (r < 0 || p.virtio[d]->ops->device_id == SNAP_DEV_FS)
+			continue; /* its records are read below */
+		r = read_section(rd, FMT_SEC_DEVICE, (uint32_t)d, &dev[d], &len, err);
 		if (r == 0)
 			r = check_dev(&p, d, dev[d], len, err);
 	}
 	for (int i = 0; r == 0 && i < p.ncpus; i++)
 		r = read_section(rd, FMT_SEC_VCPU, (uint32_t)i, &vcpu[i], &vcpu_len[i], err);
+	/* The fresh FUSE server and DAX session get their state before the
+	 * guest runs (nothing has kicked the worker yet). No KVM involved. */
+	for (int d = 0; r == 0 && d < p.n_virtio; d++) {
+		if (p.virtio[d]->ops->device_id != SNAP_DEV_FS)
+			continue;
+		r = p.fs && d == p.n_virtio - 1
+			    ? vm_snapshot_fs_load(p.fs, (uint32_t)d, rd, err)
+			    : sm_error_set(err, EINVAL, "device %d: unexpected virtio-fs", d);
+	}
 	if (r < 0)
 		goto out;
 
@@ -672,6 +866,9 @@ int vm_snapshot_load(struct vm *vm, struct fmt_reader *rd, struct sm_error *err)
 		if (e < 0 && e != -ENODEV)
 			r = sm_error_set(err, -e, "vsock: cannot send the transport reset event");
 	}
+	/* Serve whatever the guest had queued for virtio-fs at capture. */
+	if (r == 0 && p.fs)
+		virtio_fs_resume(p.fs);
 out:
 	free(vms);
 	for (int d = 0; d < VM_PARTS_MAX_VIRTIO; d++) {

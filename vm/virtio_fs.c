@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #include "sm/fuse.h"
 #include "sm/vm.h"
@@ -34,11 +35,15 @@ struct virtio_fs {
 	struct vm_dax_map *map;
 	uint64_t dax_gpa, dax_len;
 	char tag[FS_TAG_LEN];
+	int read_only;
 
-	pthread_mutex_t lock; /* pending, quit; taken after the transport lock */
-	pthread_cond_t cond;
-	uint32_t pending; /* queues kicked since the worker last looked */
+	pthread_mutex_t lock;	  /* pending, quit, paused, busy; after the transport lock */
+	pthread_cond_t cond;	  /* wakes the worker */
+	pthread_cond_t idle_cond; /* busy went to 0 */
+	uint32_t pending;	  /* queues kicked since the worker last looked */
 	int quit;
+	int paused; /* virtio_fs_pause(): take no new chains */
+	int busy;   /* the worker is popping, serving or pushing chains */
 	pthread_t thread;
 	int started;
 	uint64_t gen; /* bumped on device reset (transport lock) */
@@ -152,17 +157,22 @@ static void *fs_worker(void *arg)
 	struct virtio_fs *fs = arg;
 	for (;;) {
 		pthread_mutex_lock(&fs->lock);
-		while (!fs->pending && !fs->quit)
+		while ((!fs->pending || fs->paused) && !fs->quit)
 			pthread_cond_wait(&fs->cond, &fs->lock);
 		uint32_t pending = fs->pending;
 		int quit = fs->quit;
 		fs->pending = 0;
+		fs->busy = !quit;
 		pthread_mutex_unlock(&fs->lock);
 		if (quit)
 			return NULL;
 		for (uint32_t q = 0; q < FS_QUEUES; q++)
 			if (pending & (1u << q))
 				drain_queue(fs, q);
+		pthread_mutex_lock(&fs->lock);
+		fs->busy = 0;
+		pthread_cond_broadcast(&fs->idle_cond);
+		pthread_mutex_unlock(&fs->lock);
 	}
 }
 
@@ -185,8 +195,10 @@ int virtio_fs_create(struct virtio_fs **out, const struct virtio_fs_config *cfg,
 		return sm_error_set(err, ENOMEM, "virtio-fs");
 	}
 	strncpy(fs->tag, tag, FS_TAG_LEN); /* NUL-padded, not terminated at 36 */
+	fs->read_only = !!cfg->read_only;
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_cond_init(&fs->cond, NULL);
+	pthread_cond_init(&fs->idle_cond, NULL);
 	*out = fs; /* from here on virtio_fs_destroy() cleans up */
 
 	struct fuse_backend *be;
@@ -250,6 +262,7 @@ void virtio_fs_destroy(struct virtio_fs *fs)
 		fuse_dax_free(fs->dax); /* then the session (it unmaps live slots), */
 	vm_dax_map_free(fs->map);	/* then the host reservation */
 	pthread_cond_destroy(&fs->cond);
+	pthread_cond_destroy(&fs->idle_cond);
 	pthread_mutex_destroy(&fs->lock);
 	free(fs->batch);
 	free(fs);
@@ -297,4 +310,50 @@ void virtio_fs_stats(struct virtio_fs *fs, uint64_t *requests, uint64_t *dax_fau
 	}
 	*dax_faults = __atomic_load_n(&fs->dax_faults, __ATOMIC_RELAXED);
 	*dax_slots = fs->map ? vm_dax_map_slots_used(fs->map) : 0;
+}
+
+int virtio_fs_pause(struct virtio_fs *fs, int timeout_ms, struct sm_error *err)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	int r = 0;
+	pthread_mutex_lock(&fs->lock);
+	fs->paused = 1;
+	while (fs->busy && r == 0)
+		r = pthread_cond_timedwait(&fs->idle_cond, &fs->lock, &dl);
+	int busy = fs->busy;
+	pthread_mutex_unlock(&fs->lock);
+	if (busy) {
+		virtio_fs_resume(fs);
+		return sm_error_set(err, ETIMEDOUT,
+				    "virtio-fs: a request was still being served after %d ms",
+				    timeout_ms);
+	}
+	return 0;
+}
+
+void virtio_fs_resume(struct virtio_fs *fs)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs->paused = 0;
+	/* Look at every queue: kicks may have come while paused, or before a
+	 * capture this device was restored from. */
+	fs->pending = (1u << FS_QUEUES) - 1;
+	pthread_cond_signal(&fs->cond);
+	pthread_mutex_unlock(&fs->lock);
+}
+
+void virtio_fs_layout(struct virtio_fs *fs, struct virtio_fs_layout *out)
+{
+	memset(out, 0, sizeof(*out));
+	memcpy(out->tag, fs->tag, FS_TAG_LEN);
+	out->read_only = fs->read_only;
+	out->dax_gpa = fs->dax ? fs->dax_gpa : 0;
+	out->dax_len = fs->dax ? fs->dax_len : 0;
 }

@@ -897,6 +897,11 @@ void vm_destroy(struct vm *vm)
 
 /* ---- Pause / resume, and the parts vm/snapshot.c works on ---------------------- */
 
+/* vm_pause() parks the vCPUs, then quiesces the virtio-fs worker (no request
+ * in flight); vm_resume() lets both go (the worker re-scans its queues). The
+ * vsock I/O thread keeps running: vm/snapshot.c holds every transport lock
+ * while it copies rings and memory. */
+
 int vm_pause(struct vm *vm, int timeout_ms, struct sm_error *err)
 {
 	pthread_mutex_lock(&vm->pause_lock);
@@ -930,6 +935,12 @@ int vm_pause(struct vm *vm, int timeout_ms, struct sm_error *err)
 		pthread_mutex_lock(&vm->pause_lock);
 	}
 	pthread_mutex_unlock(&vm->pause_lock);
+	/* With the vCPUs parked no new request comes; let the virtio-fs worker
+	 * finish the one it serves so rings and memory are consistent. */
+	if (r == 0 && vm->fs) {
+		double left = deadline - mono_ms();
+		r = virtio_fs_pause(vm->fs, left > 1 ? (int)left : 1, err);
+	}
 	if (r < 0)
 		vm_resume(vm);
 	return r;
@@ -944,6 +955,8 @@ void vm_resume(struct vm *vm)
 	vm->pause_req = 0;
 	pthread_cond_broadcast(&vm->pause_cond);
 	pthread_mutex_unlock(&vm->pause_lock);
+	if (vm->fs)
+		virtio_fs_resume(vm->fs);
 }
 
 void vm_get_parts(struct vm *vm, struct vm_parts *p)
@@ -962,4 +975,5 @@ void vm_get_parts(struct vm *vm, struct vm_parts *p)
 	p->serial = &vm->serial;
 	p->i8042 = &vm->i8042;
 	p->vsock = vm->vsock;
+	p->fs = vm->fs;
 }

@@ -68,6 +68,7 @@ struct vm_parts {
 	struct vm_serial *serial;
 	struct vm_i8042 *i8042;
 	struct virtio_vsock *vsock;
+	struct virtio_fs *fs; /* the virtio-fs device (always the last one), or NULL */
 };
 void vm_get_parts(struct vm *vm, struct vm_parts *p);
 
@@ -81,3 +82,18 @@ uint64_t virtio_vsock_guest_cid(const struct virtio_vsock *v);
 /* Host-side work of vsock, run in the I/O thread. */
 int virtio_vsock_poll_fds(struct virtio_vsock *v, struct pollfd *fds, int maxfds);
 void virtio_vsock_process(struct virtio_vsock *v);
+
+/* virtio-fs snapshot records (vm/snapshot.c; docs/snapshot.md), usable
+ * without KVM. Save: the device record, FUSE state and DAX slot table of
+ * device number D (device paused, no request in flight). Probe: read and
+ * check the device record alone, giving its DAX window length. Load: check
+ * all three against FS (a fresh device, no request handled yet) and restore
+ * the FUSE server and DAX session from them. */
+struct fmt_writer;
+struct fmt_reader;
+int vm_snapshot_fs_save(struct virtio_fs *fs, uint32_t d, struct fmt_writer *w,
+			struct sm_error *err);
+int vm_snapshot_fs_probe(struct fmt_reader *rd, uint32_t d, uint64_t *dax_len,
+			 struct sm_error *err);
+int vm_snapshot_fs_load(struct virtio_fs *fs, uint32_t d, struct fmt_reader *rd,
+			struct sm_error *err);

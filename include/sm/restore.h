@@ -29,6 +29,9 @@ struct restore_opts {
 	int console_fd; /* guest UART output, -1 discards */
 	int sig_fd;	/* signalfd whose signals are forwarded to CMD, or -1 */
 	int timeout_ms; /* for the agent connection; 0: 30 s */
+	/* A snapshot with a virtio-fs root: the directory to share (NULL: the
+	 * metadata's "rootfs"). It must hold what the snapshot was baked from. */
+	const char *rootfs;
 };
 
 /* Where a restore spent its time, in milliseconds from the start of

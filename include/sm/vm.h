@@ -347,6 +347,19 @@ void virtio_fs_dax_io(struct vm_vcpu *vcpu, uint64_t off, uint8_t *data, uint32_
 /* The device's server and DAX session (NULL without a window), for snapshots. */
 struct fuse_server *virtio_fs_server(struct virtio_fs *fs);
 struct fuse_dax *virtio_fs_dax(struct virtio_fs *fs);
+/* Snapshots: stop taking chains and wait (up to TIMEOUT_MS) until no
+ * request is in flight; -ETIMEDOUT (and resumed) otherwise. Resume looks at
+ * every queue again (kicks that came meanwhile, or before a capture). */
+int virtio_fs_pause(struct virtio_fs *fs, int timeout_ms, struct sm_error *err);
+void virtio_fs_resume(struct virtio_fs *fs);
+/* What a restored device must match: tag (NUL-padded, 36 bytes), read-only,
+ * DAX window (0/0 without one). */
+struct virtio_fs_layout {
+	char tag[36];
+	int read_only;
+	uint64_t dax_gpa, dax_len;
+};
+void virtio_fs_layout(struct virtio_fs *fs, struct virtio_fs_layout *out);
 /* Requests served, DAX faults claimed, KVM slots mapped now. */
 void virtio_fs_stats(struct virtio_fs *fs, uint64_t *requests, uint64_t *dax_faults,
 		     uint32_t *dax_slots);
@@ -464,6 +477,8 @@ struct vm_snapshot_info {
 	int ncpus;
 	int has_rng, has_vsock;
 	int n_virtio;
+	int has_fs;	     /* a virtio-fs root (restore needs the directory) */
+	uint64_t fs_dax_len; /* its DAX window in bytes (0: none) */
 };
 
 /* Read and validate the vmstate section of R (trusting nothing). */
