@@ -15,13 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <linux/random.h>
 #include <linux/vm_sockets.h>
 
 #include "sm/vm.h"
@@ -52,6 +55,7 @@ struct exec {
 
 static struct conn conns[MAX_CONNS];
 static struct exec execs[MAX_EXECS];
+static int urandom_fd = -1; /* opened before the switch to the image root */
 
 static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logmsg(const char *fmt, ...)
@@ -439,6 +443,51 @@ static void exec_flush_stdin(struct exec *x)
 		close_fd(&x->in_fd);
 }
 
+/* ---- SYNC: wall clock and entropy after a restore ------------------------------ */
+
+/* Set CLOCK_REALTIME to the host's time, mix the host's entropy into the
+ * kernel's input pool crediting every bit (RNDADDENTROPY), then re-key the
+ * CRNG at once (RNDRESEEDCRNG): the per-CPU generators follow the base
+ * generation on their next use, so no output after this point derives from
+ * the random state the snapshot captured. Each step's errno goes back in
+ * SYNC_ACK; a failure never stops the agent. */
+static void conn_close(struct conn *c);
+
+static void sync_guest(struct conn *c, uint32_t id, uint8_t *p, size_t len)
+{
+	struct vm_agent_sync s;
+	int ce = 0, ee = 0, re = 0;
+	if (vm_agent_sync_decode(p, len, &s) < 0) {
+		logmsg("malformed SYNC from host");
+		ce = ee = re = EPROTO;
+	} else {
+		struct timespec ts = {.tv_sec = (time_t)s.sec, .tv_nsec = (long)s.nsec};
+		if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+			ce = errno;
+		/* struct rand_pool_info ends in a flexible array: room for it. */
+		uint32_t raw[2 + VM_AGENT_SYNC_ENTROPY_MAX / 4];
+		struct rand_pool_info *rp = (struct rand_pool_info *)raw;
+		rp->entropy_count = (int)s.entropy_len * 8;
+		rp->buf_size = (int)s.entropy_len;
+		memcpy(rp->buf, s.entropy, s.entropy_len);
+		if (urandom_fd < 0)
+			ee = re = ENOENT;
+		else if (ioctl(urandom_fd, RNDADDENTROPY, rp) < 0)
+			ee = errno;
+		else if (ioctl(urandom_fd, RNDRESEEDCRNG) < 0)
+			re = errno;
+		explicit_bzero(raw, sizeof(raw));
+		explicit_bzero(p, len);
+		if (ce || ee || re)
+			logmsg("SYNC: clock %s, entropy %s, reseed %s", strerror(ce), strerror(ee),
+			       strerror(re));
+	}
+	uint8_t ack[VM_AGENT_SYNC_ACK_LEN];
+	vm_agent_sync_ack_encode(ack, ce, ee, re);
+	if (send_frame(c, VM_AGENT_SYNC_ACK, id, ack, sizeof(ack)) < 0)
+		conn_close(c);
+}
+
 /* ---- connections ------------------------------------------------------------- */
 
 static void conn_close(struct conn *c)
@@ -486,6 +535,9 @@ static void conn_read(struct conn *c)
 			break;
 		case VM_AGENT_STDIN:
 			exec_stdin(c, h.id, p, h.len);
+			break;
+		case VM_AGENT_SYNC:
+			sync_guest(c, h.id, c->in + off + VM_AGENT_HDR_LEN, h.len);
 			break;
 		case VM_AGENT_SIGNAL: {
 			struct exec *x = exec_find(c, h.id);
@@ -549,10 +601,11 @@ static void pump_output(struct exec *x, int *fd, uint16_t type)
 
 int main(void)
 {
-	if (getpid() == 1) {
+	if (getpid() == 1)
 		setup_system();
+	urandom_fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+	if (getpid() == 1)
 		setup_rootfs();
-	}
 	for (int i = 0; i < MAX_EXECS; i++)
 		execs[i].out_fd = execs[i].err_fd = execs[i].in_fd = -1;
 	for (int i = 0; i < MAX_CONNS; i++)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -415,4 +416,89 @@ out:
 	free(in);
 	free(pf);
 	return rc;
+}
+
+/* ---- SYNC: wall clock and entropy after a restore ------------------------------ */
+
+static int write_full(int fd, const uint8_t *p, size_t len, struct sm_error *err)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd pf = {.fd = fd, .events = POLLOUT};
+			poll(&pf, 1, 1000);
+			continue;
+		}
+		if (n < 0)
+			return sm_error_errno(err, errno, "write to agent");
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int vm_agent_sync(int fd, int stop_fd, int timeout_ms, struct sm_error *err)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	uint8_t entropy[VM_AGENT_SYNC_ENTROPY_DEFAULT];
+	size_t got = 0;
+	while (got < sizeof(entropy)) {
+		ssize_t n = getrandom(entropy + got, sizeof(entropy) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return sm_error_errno(err, errno, "getrandom");
+		got += (size_t)n;
+	}
+	uint8_t frame[VM_AGENT_HDR_LEN + VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX];
+	struct timespec ts;
+	/* Read the clock last, right before sending. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct vm_agent_sync s = {.sec = ts.tv_sec,
+				  .nsec = (uint32_t)ts.tv_nsec,
+				  .entropy = entropy,
+				  .entropy_len = sizeof(entropy)};
+	size_t len;
+	int r = vm_agent_sync_encode(&s, frame + VM_AGENT_HDR_LEN, sizeof(frame) - VM_AGENT_HDR_LEN,
+				     &len);
+	explicit_bzero(entropy, sizeof(entropy));
+	if (r < 0)
+		return sm_error_set(err, -r, "cannot encode SYNC (host clock %lld)",
+				    (long long)ts.tv_sec);
+	vm_agent_hdr_encode(frame, VM_AGENT_SYNC, 0, (uint32_t)len);
+	r = write_full(fd, frame, VM_AGENT_HDR_LEN + len, err);
+	explicit_bzero(frame, sizeof(frame));
+	if (r < 0)
+		return sm_error_wrap(err, "agent SYNC");
+	uint8_t ack[VM_AGENT_HDR_LEN + VM_AGENT_SYNC_ACK_LEN];
+	r = read_full(fd, ack, VM_AGENT_HDR_LEN, deadline, stop_fd, err);
+	if (r == -ECONNRESET)
+		return sm_error_wrap(err,
+				     "agent SYNC (an agent older than protocol %d closes "
+				     "the connection on SYNC)",
+				     VM_AGENT_PROTO_VERSION);
+	if (r < 0)
+		return sm_error_wrap(err, "agent SYNC");
+	struct vm_agent_hdr h;
+	if (vm_agent_hdr_decode(ack, &h) < 0 || h.type != VM_AGENT_SYNC_ACK || h.id != 0 ||
+	    h.len != VM_AGENT_SYNC_ACK_LEN)
+		return sm_error_set(err, EPROTO, "agent answered SYNC with a bad frame");
+	r = read_full(fd, ack + VM_AGENT_HDR_LEN, VM_AGENT_SYNC_ACK_LEN, deadline, stop_fd, err);
+	if (r < 0)
+		return sm_error_wrap(err, "agent SYNC");
+	int ce, ee, re;
+	if (vm_agent_sync_ack_decode(ack + VM_AGENT_HDR_LEN, VM_AGENT_SYNC_ACK_LEN, &ce, &ee, &re) <
+	    0)
+		return sm_error_set(err, EPROTO, "agent sent a bad SYNC_ACK");
+	if (ce)
+		return sm_error_set(err, EIO, "the guest could not set its clock: %s",
+				    strerror(ce));
+	if (ee)
+		return sm_error_set(err, EIO, "the guest could not add entropy: %s", strerror(ee));
+	if (re)
+		return sm_error_set(err, EIO, "the guest could not reseed its RNG: %s",
+				    strerror(re));
+	return 0;
 }

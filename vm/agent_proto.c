@@ -18,6 +18,11 @@ static void put32(uint8_t *p, uint32_t v)
 	for (int i = 0; i < 4; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
 }
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
 static uint16_t get16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] | (p[1] << 8));
@@ -36,6 +41,11 @@ void vm_agent_hdr_encode(uint8_t out[VM_AGENT_HDR_LEN], uint16_t type, uint32_t 
 	put32(out + 8, id);
 }
 
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
+}
+
 int vm_agent_hdr_decode(const uint8_t in[VM_AGENT_HDR_LEN], struct vm_agent_hdr *h)
 {
 	h->len = get32(in);
@@ -43,7 +53,7 @@ int vm_agent_hdr_decode(const uint8_t in[VM_AGENT_HDR_LEN], struct vm_agent_hdr 
 	h->flags = get16(in + 6);
 	h->id = get32(in + 8);
 	if (h->len > VM_AGENT_MAX_PAYLOAD || h->flags != 0 || h->type < VM_AGENT_READY ||
-	    h->type > VM_AGENT_SIGNAL)
+	    h->type > VM_AGENT_SYNC_ACK)
 		return -EPROTO;
 	return 0;
 }
@@ -166,5 +176,78 @@ int vm_agent_exit_decode(const uint8_t *p, size_t len, int *signaled, int *code)
 		return -EPROTO;
 	*signaled = (int)s;
 	*code = (int)c;
+	return 0;
+}
+
+/* ---- SYNC ---------------------------------------------------------------- */
+
+/* Wall-clock seconds accepted in SYNC: 0 .. year 10000 or so. Keeps any
+ * later arithmetic on the value (ns conversions in the guest) far from
+ * overflow. */
+#define SYNC_MAX_SEC (INT64_C(253402300799))
+
+static int sync_valid(int64_t sec, uint32_t nsec, uint32_t elen)
+{
+	return sec >= 0 && sec <= SYNC_MAX_SEC && nsec < 1000000000u &&
+	       elen >= VM_AGENT_SYNC_ENTROPY_MIN && elen <= VM_AGENT_SYNC_ENTROPY_MAX;
+}
+
+int vm_agent_sync_encode(const struct vm_agent_sync *s, uint8_t *out, size_t cap, size_t *len)
+{
+	if (!sync_valid(s->sec, s->nsec, s->entropy_len) || !s->entropy)
+		return -EINVAL;
+	size_t total = VM_AGENT_SYNC_FIXED + s->entropy_len;
+	if (cap < total)
+		return -ENOSPC;
+	put32(out, VM_AGENT_SYNC_VERSION);
+	put32(out + 4, 0);
+	put64(out + 8, (uint64_t)s->sec);
+	put32(out + 16, s->nsec);
+	put32(out + 20, s->entropy_len);
+	memcpy(out + VM_AGENT_SYNC_FIXED, s->entropy, s->entropy_len);
+	*len = total;
+	return 0;
+}
+
+int vm_agent_sync_decode(const uint8_t *p, size_t len, struct vm_agent_sync *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (len < VM_AGENT_SYNC_FIXED || len > VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX)
+		return -EPROTO;
+	uint64_t sec = get64(p + 8);
+	uint32_t nsec = get32(p + 16), elen = get32(p + 20);
+	if (get32(p) != VM_AGENT_SYNC_VERSION || get32(p + 4) != 0 ||
+	    sec > (uint64_t)SYNC_MAX_SEC || !sync_valid((int64_t)sec, nsec, elen) ||
+	    len - VM_AGENT_SYNC_FIXED != elen)
+		return -EPROTO;
+	s->sec = (int64_t)sec;
+	s->nsec = nsec;
+	s->entropy = p + VM_AGENT_SYNC_FIXED;
+	s->entropy_len = elen;
+	return 0;
+}
+
+void vm_agent_sync_ack_encode(uint8_t out[VM_AGENT_SYNC_ACK_LEN], int clock_errno,
+			      int entropy_errno, int reseed_errno)
+{
+	put32(out, (uint32_t)clock_errno);
+	put32(out + 4, (uint32_t)entropy_errno);
+	put32(out + 8, (uint32_t)reseed_errno);
+}
+
+int vm_agent_sync_ack_decode(const uint8_t *p, size_t len, int *clock_errno, int *entropy_errno,
+			     int *reseed_errno)
+{
+	if (len != VM_AGENT_SYNC_ACK_LEN)
+		return -EPROTO;
+	uint32_t e[3];
+	for (int i = 0; i < 3; i++) {
+		e[i] = get32(p + 4 * i);
+		if (e[i] > 4095) /* errno values are small and positive */
+			return -EPROTO;
+	}
+	*clock_errno = (int)e[0];
+	*entropy_errno = (int)e[1];
+	*reseed_errno = (int)e[2];
 	return 0;
 }

@@ -504,7 +504,7 @@ int vm_initramfs_build(const char *agent_path, const char *busybox_path, void **
 
 /* Shared by the host client and the static guest agent (sminit), so it
  * uses only libc. Frames: a 12-byte little-endian header, then payload. */
-#define VM_AGENT_PROTO_VERSION 1
+#define VM_AGENT_PROTO_VERSION 2    /* 2: SYNC / SYNC_ACK */
 #define VM_AGENT_PORT	       1024 /* the agent listens here (guest side) */
 #define VM_AGENT_READY_PORT    1025 /* the agent reports readiness to CID 2 here */
 #define VM_AGENT_HDR_LEN       12
@@ -512,14 +512,16 @@ int vm_initramfs_build(const char *agent_path, const char *busybox_path, void **
 #define VM_AGENT_MAX_ARGS      4096
 
 enum vm_agent_type {
-	VM_AGENT_READY = 1,  /* agent -> host: u32 version */
-	VM_AGENT_EXEC = 2,   /* host -> agent: see struct vm_agent_exec */
-	VM_AGENT_STDIN = 3,  /* host -> agent: bytes; empty = end of input */
-	VM_AGENT_STDOUT = 4, /* agent -> host: bytes */
-	VM_AGENT_STDERR = 5, /* agent -> host: bytes */
-	VM_AGENT_EXIT = 6,   /* agent -> host: i32 signaled, i32 code */
-	VM_AGENT_ERROR = 7,  /* agent -> host: i32 errno, message (exec failed) */
-	VM_AGENT_SIGNAL = 8, /* host -> agent: i32 signal number */
+	VM_AGENT_READY = 1,	/* agent -> host: u32 version */
+	VM_AGENT_EXEC = 2,	/* host -> agent: see struct vm_agent_exec */
+	VM_AGENT_STDIN = 3,	/* host -> agent: bytes; empty = end of input */
+	VM_AGENT_STDOUT = 4,	/* agent -> host: bytes */
+	VM_AGENT_STDERR = 5,	/* agent -> host: bytes */
+	VM_AGENT_EXIT = 6,	/* agent -> host: i32 signaled, i32 code */
+	VM_AGENT_ERROR = 7,	/* agent -> host: i32 errno, message (exec failed) */
+	VM_AGENT_SIGNAL = 8,	/* host -> agent: i32 signal number */
+	VM_AGENT_SYNC = 9,	/* host -> agent: wall clock + entropy (v2) */
+	VM_AGENT_SYNC_ACK = 10, /* agent -> host: what SYNC did (v2) */
 };
 
 struct vm_agent_hdr {
@@ -559,6 +561,40 @@ void vm_agent_exec_free(struct vm_agent_exec *x);
 void vm_agent_exit_encode(uint8_t out[8], int signaled, int code);
 int vm_agent_exit_decode(const uint8_t *p, size_t len, int *signaled, int *code);
 
+/* SYNC payload (id 0): the host's CLOCK_REALTIME and fresh entropy, sent
+ * after a restore so the guest's wall clock is now and its RNG no longer
+ * shares state with other restores of the snapshot. Layout (LE):
+ *   u32 version (VM_AGENT_SYNC_VERSION), u32 flags (0), i64 sec (>= 0),
+ *   u32 nsec (< 1e9), u32 entropy_len (MIN..MAX), entropy bytes. */
+#define VM_AGENT_SYNC_VERSION	  1
+#define VM_AGENT_SYNC_FIXED	  24
+#define VM_AGENT_SYNC_ENTROPY_MIN 32
+#define VM_AGENT_SYNC_ENTROPY_MAX 256
+#define VM_AGENT_SYNC_ACK_LEN	  12
+
+struct vm_agent_sync {
+	int64_t sec;
+	uint32_t nsec;
+	const uint8_t *entropy; /* entropy_len bytes */
+	uint32_t entropy_len;
+};
+
+/* Encode a SYNC payload into OUT (CAP bytes; VM_AGENT_SYNC_FIXED +
+ * VM_AGENT_SYNC_ENTROPY_MAX always suffice); *LEN gets its size. -EINVAL for
+ * a time or entropy length out of range, -ENOSPC when CAP is too small. */
+int vm_agent_sync_encode(const struct vm_agent_sync *s, uint8_t *out, size_t cap, size_t *len);
+
+/* Decode a SYNC payload; S->entropy points into P. Version, flags, time
+ * range, entropy length and the exact total length are checked: -EPROTO. */
+int vm_agent_sync_decode(const uint8_t *p, size_t len, struct vm_agent_sync *s);
+
+/* SYNC_ACK payload: three u32 errno values, 0 = done: setting the clock,
+ * adding the entropy (RNDADDENTROPY), re-keying the CRNG (RNDRESEEDCRNG). */
+void vm_agent_sync_ack_encode(uint8_t out[VM_AGENT_SYNC_ACK_LEN], int clock_errno,
+			      int entropy_errno, int reseed_errno);
+int vm_agent_sync_ack_decode(const uint8_t *p, size_t len, int *clock_errno, int *entropy_errno,
+			     int *reseed_errno);
+
 /* ---- Host-side agent client (vm/agent_client.c) ---------------------------- */
 
 /* Listen on "<UDS>_<VM_AGENT_READY_PORT>" for the agent's readiness report
@@ -593,3 +629,11 @@ struct vm_agent_job {
  * (may be -1) fires. */
 int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_fd,
 		 struct sm_error *err);
+
+/* Send SYNC over the agent connection FD (before any job): the host's
+ * CLOCK_REALTIME now and VM_AGENT_SYNC_ENTROPY_DEFAULT bytes from
+ * getrandom(), then wait up to TIMEOUT_MS for SYNC_ACK. Fails (-EIO with
+ * the guest's errno in the message) when the guest could not set the clock
+ * or mix in and credit the entropy; -ECANCELED when STOP_FD fires. */
+#define VM_AGENT_SYNC_ENTROPY_DEFAULT 64
+int vm_agent_sync(int fd, int stop_fd, int timeout_ms, struct sm_error *err);

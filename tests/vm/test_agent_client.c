@@ -16,6 +16,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -350,6 +351,187 @@ static void test_ready_and_connect(void **state)
 	assert_non_null(strstr(err.msg, uds));
 }
 
+/* Fake agent for SYNC: reads one frame, records it, answers per mode. */
+enum {
+	SYNC_OK,
+	SYNC_CLOCK_FAILS,
+	SYNC_RESEED_FAILS,
+	SYNC_BAD_ACK,
+	SYNC_WRONG_TYPE,
+	SYNC_HANG_UP,
+	SYNC_SILENT,
+	SYNC_THEN_EXEC
+};
+
+struct fake_sync {
+	int fd, mode;
+	struct vm_agent_hdr hdr;
+	int decode_rc;
+	int64_t sec;
+	uint32_t nsec;
+	uint8_t entropy[VM_AGENT_SYNC_ENTROPY_MAX];
+	uint32_t entropy_len;
+};
+
+/* One send per frame, no SIGPIPE: the host may hang up after a bad header. */
+static void sync_reply(int fd, uint16_t type, uint32_t id, const void *p, size_t len)
+{
+	uint8_t b[VM_AGENT_HDR_LEN + 64];
+	assert_true(len <= 64);
+	vm_agent_hdr_encode(b, type, id, (uint32_t)len);
+	memcpy(b + VM_AGENT_HDR_LEN, p, len);
+	if (send(fd, b, VM_AGENT_HDR_LEN + len, MSG_NOSIGNAL) < 0) {
+		/* the host already gave up: fine */
+	}
+}
+
+static void *fake_sync_agent(void *arg)
+{
+	struct fake_sync *f = arg;
+	uint8_t h[VM_AGENT_HDR_LEN];
+	static uint8_t payload[VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX];
+	if (read_full(f->fd, h, sizeof(h)) < 0 || vm_agent_hdr_decode(h, &f->hdr) < 0 ||
+	    f->hdr.len > sizeof(payload) || read_full(f->fd, payload, f->hdr.len) < 0) {
+		f->decode_rc = -EIO;
+		close(f->fd);
+		return NULL;
+	}
+	struct vm_agent_sync s;
+	f->decode_rc = vm_agent_sync_decode(payload, f->hdr.len, &s);
+	if (f->decode_rc == 0) {
+		f->sec = s.sec;
+		f->nsec = s.nsec;
+		f->entropy_len = s.entropy_len;
+		memcpy(f->entropy, s.entropy, s.entropy_len);
+	}
+	uint8_t ack[VM_AGENT_SYNC_ACK_LEN];
+	switch (f->mode) {
+	case SYNC_OK:
+	case SYNC_THEN_EXEC:
+		vm_agent_sync_ack_encode(ack, 0, 0, 0);
+		sync_reply(f->fd, VM_AGENT_SYNC_ACK, 0, ack, sizeof(ack));
+		break;
+	case SYNC_CLOCK_FAILS:
+		vm_agent_sync_ack_encode(ack, EPERM, 0, 0);
+		sync_reply(f->fd, VM_AGENT_SYNC_ACK, 0, ack, sizeof(ack));
+		break;
+	case SYNC_RESEED_FAILS:
+		vm_agent_sync_ack_encode(ack, 0, 0, EINVAL);
+		sync_reply(f->fd, VM_AGENT_SYNC_ACK, 0, ack, sizeof(ack));
+		break;
+	case SYNC_BAD_ACK:
+		memset(ack, 0xff, sizeof(ack));
+		sync_reply(f->fd, VM_AGENT_SYNC_ACK, 0, ack, sizeof(ack));
+		break;
+	case SYNC_WRONG_TYPE:
+		sync_reply(f->fd, VM_AGENT_STDOUT, 1, "hi", 2);
+		break;
+	case SYNC_HANG_UP:
+		break;
+	case SYNC_SILENT: /* never answers; the host times out */
+		if (read_full(f->fd, h, 1) < 0)
+			break;
+		break;
+	}
+	if (f->mode == SYNC_THEN_EXEC) {
+		/* The ack was consumed exactly: an exec on the same connection works. */
+		assert_int_equal(read_full(f->fd, h, sizeof(h)), 0);
+		struct vm_agent_hdr hd;
+		assert_int_equal(vm_agent_hdr_decode(h, &hd), 0);
+		assert_int_equal(hd.type, VM_AGENT_EXEC);
+		assert_int_equal(read_full(f->fd, payload, hd.len > sizeof(payload) ? 0 : hd.len),
+				 0);
+		uint8_t ex[8];
+		vm_agent_exit_encode(ex, 0, 5);
+		sync_reply(f->fd, VM_AGENT_EXIT, hd.id, ex, 8);
+	}
+	close(f->fd);
+	return NULL;
+}
+
+static int run_sync(struct fake_sync *f, int timeout_ms, struct sm_error *err)
+{
+	int sp[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	f->fd = sp[1];
+	pthread_t th;
+	pthread_create(&th, NULL, fake_sync_agent, f);
+	int r = vm_agent_sync(sp[0], -1, timeout_ms, err);
+	if (f->mode == SYNC_THEN_EXEC) {
+		assert_int_equal(r, 0);
+		struct vm_agent_job j;
+		job_init(&j, -1, -1, -1, 0);
+		assert_int_equal(vm_agent_run(sp[0], &j, 1, -1, -1, err), 0);
+		assert_int_equal(j.code, 5);
+	}
+	close(sp[0]); /* also ends SYNC_SILENT's wait */
+	pthread_join(th, NULL);
+	return r;
+}
+
+static void test_sync(void **state)
+{
+	(void)state;
+	struct sm_error err = {0};
+	struct fake_sync a = {.mode = SYNC_OK}, b = {.mode = SYNC_OK};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_REALTIME, &t0);
+	assert_int_equal(run_sync(&a, 5000, &err), 0);
+	clock_gettime(CLOCK_REALTIME, &t1);
+	assert_int_equal(a.decode_rc, 0);
+	assert_int_equal(a.hdr.type, VM_AGENT_SYNC);
+	assert_int_equal(a.hdr.id, 0);
+	/* The host's wall clock, read during the call. */
+	int64_t ns = a.sec * 1000000000LL + a.nsec;
+	assert_true(ns >= t0.tv_sec * 1000000000LL + t0.tv_nsec);
+	assert_true(ns <= t1.tv_sec * 1000000000LL + t1.tv_nsec);
+	assert_int_equal(a.entropy_len, VM_AGENT_SYNC_ENTROPY_DEFAULT);
+	/* Fresh entropy each time (64 random bytes equal by chance: 2^-512). */
+	assert_int_equal(run_sync(&b, 5000, &err), 0);
+	assert_int_equal(b.entropy_len, VM_AGENT_SYNC_ENTROPY_DEFAULT);
+	assert_memory_not_equal(a.entropy, b.entropy, a.entropy_len);
+	uint8_t zero[VM_AGENT_SYNC_ENTROPY_DEFAULT] = {0};
+	assert_memory_not_equal(a.entropy, zero, sizeof(zero));
+	/* SYNC then EXEC on one connection. */
+	struct fake_sync c = {.mode = SYNC_THEN_EXEC};
+	assert_int_equal(run_sync(&c, 5000, &err), 0);
+}
+
+static void test_sync_failures(void **state)
+{
+	(void)state;
+	struct {
+		int mode, rc;
+		const char *msg;
+	} cases[] = {
+		{SYNC_CLOCK_FAILS, -EIO, "clock"},
+		{SYNC_RESEED_FAILS, -EIO, "reseed"},
+		{SYNC_BAD_ACK, -EPROTO, "SYNC_ACK"},
+		{SYNC_WRONG_TYPE, -EPROTO, "bad frame"},
+		{SYNC_HANG_UP, -ECONNRESET, "older than protocol"},
+		{SYNC_SILENT, -ETIMEDOUT, "timed out"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sm_error err = {0};
+		struct fake_sync f = {.mode = cases[i].mode};
+		int r = run_sync(&f, 200, &err);
+		assert_int_equal(f.decode_rc, 0);
+		if (r != cases[i].rc || !strstr(err.msg, cases[i].msg))
+			fail_msg("case %zu: rc %d msg '%s'", i, r, err.msg);
+	}
+	/* The stop fd ends the wait. */
+	int sp[2], stop[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	assert_int_equal(pipe(stop), 0);
+	assert_int_equal(write(stop[1], "x", 1), 1);
+	struct sm_error err = {0};
+	assert_int_equal(vm_agent_sync(sp[0], stop[0], 5000, &err), -ECANCELED);
+	close(sp[0]);
+	close(sp[1]);
+	close(stop[0]);
+	close(stop[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -360,6 +542,8 @@ int main(void)
 		cmocka_unit_test(test_signal_forwarding),
 		cmocka_unit_test(test_stop_fd_cancels),
 		cmocka_unit_test(test_ready_and_connect),
+		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_sync_failures),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

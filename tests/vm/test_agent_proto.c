@@ -182,12 +182,234 @@ static void test_exit_codec(void **state)
 	assert_int_equal(vm_agent_exit_decode(b, 8, &s, &c), -EPROTO);
 }
 
+static void put64(uint8_t *p, uint64_t v)
+{
+	memcpy(p, &v, 8);
+}
+
+/* A valid SYNC payload with ELEN entropy bytes (0xA5 ^ index) into B. */
+static size_t sync_payload(uint8_t *b, int64_t sec, uint32_t nsec, uint32_t elen)
+{
+	uint8_t ent[VM_AGENT_SYNC_ENTROPY_MAX];
+	for (uint32_t i = 0; i < sizeof(ent); i++)
+		ent[i] = (uint8_t)(0xA5 ^ i);
+	struct vm_agent_sync s = {.sec = sec, .nsec = nsec, .entropy = ent, .entropy_len = elen};
+	size_t len = 0;
+	assert_int_equal(
+		vm_agent_sync_encode(&s, b, VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX, &len),
+		0);
+	assert_int_equal(len, VM_AGENT_SYNC_FIXED + elen);
+	return len;
+}
+
+static void test_sync_roundtrip(void **state)
+{
+	(void)state;
+	uint8_t b[VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX];
+	uint32_t lens[] = {VM_AGENT_SYNC_ENTROPY_MIN, 64, VM_AGENT_SYNC_ENTROPY_MAX};
+	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+		size_t len = sync_payload(b, 1764094493, 999999999, lens[k]);
+		/* the wire layout of docs/agent-protocol.md, little-endian */
+		assert_int_equal(b[0], VM_AGENT_SYNC_VERSION);
+		assert_int_equal(b[4] | b[5] | b[6] | b[7], 0);
+		uint64_t sec;
+		memcpy(&sec, b + 8, 8);
+		assert_int_equal(sec, 1764094493);
+		uint32_t el;
+		memcpy(&el, b + 20, 4);
+		assert_int_equal(el, lens[k]);
+		struct vm_agent_sync s;
+		assert_int_equal(vm_agent_sync_decode(b, len, &s), 0);
+		assert_int_equal(s.sec, 1764094493);
+		assert_int_equal(s.nsec, 999999999);
+		assert_int_equal(s.entropy_len, lens[k]);
+		assert_ptr_equal(s.entropy, b + VM_AGENT_SYNC_FIXED);
+		for (uint32_t i = 0; i < lens[k]; i++)
+			assert_int_equal(s.entropy[i], (uint8_t)(0xA5 ^ i));
+		/* Every truncation and every extension is refused. */
+		for (size_t cut = 0; cut < len; cut++)
+			assert_int_equal(vm_agent_sync_decode(b, cut, &s), -EPROTO);
+		if (len < sizeof(b))
+			assert_int_equal(vm_agent_sync_decode(b, len + 1, &s), -EPROTO);
+	}
+	/* the epoch itself is a valid time */
+	size_t len = sync_payload(b, 0, 0, 32);
+	struct vm_agent_sync s;
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), 0);
+	assert_int_equal(s.sec, 0);
+}
+
+static void test_sync_encode_refuses(void **state)
+{
+	(void)state;
+	uint8_t ent[VM_AGENT_SYNC_ENTROPY_MAX + 1] = {0};
+	uint8_t b[VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX + 1];
+	size_t len = 12345;
+	struct vm_agent_sync s = {.sec = 1, .nsec = 0, .entropy = ent, .entropy_len = 31};
+	assert_int_equal(vm_agent_sync_encode(&s, b, sizeof(b), &len), -EINVAL);
+	s.entropy_len = VM_AGENT_SYNC_ENTROPY_MAX + 1;
+	assert_int_equal(vm_agent_sync_encode(&s, b, sizeof(b), &len), -EINVAL);
+	s.entropy_len = 32;
+	s.sec = -1;
+	assert_int_equal(vm_agent_sync_encode(&s, b, sizeof(b), &len), -EINVAL);
+	s.sec = INT64_MAX;
+	assert_int_equal(vm_agent_sync_encode(&s, b, sizeof(b), &len), -EINVAL);
+	s.sec = 5;
+	s.nsec = 1000000000;
+	assert_int_equal(vm_agent_sync_encode(&s, b, sizeof(b), &len), -EINVAL);
+	s.nsec = 0;
+	s.entropy = NULL;
+	assert_int_equal(vm_agent_sync_encode(&s, b, sizeof(b), &len), -EINVAL);
+	s.entropy = ent;
+	assert_int_equal(vm_agent_sync_encode(&s, b, VM_AGENT_SYNC_FIXED + 31, &len), -ENOSPC);
+	assert_int_equal(len, 12345); /* untouched on failure */
+	assert_int_equal(vm_agent_sync_encode(&s, b, VM_AGENT_SYNC_FIXED + 32, &len), 0);
+	assert_int_equal(len, VM_AGENT_SYNC_FIXED + 32);
+}
+
+static void test_sync_hostile(void **state)
+{
+	(void)state;
+	uint8_t b[VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX + 64];
+	struct vm_agent_sync s;
+	size_t len = sync_payload(b, 1000, 5, 64);
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), 0);
+	/* unknown payload version */
+	put32(b, 2);
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	put32(b, 0);
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	put32(b, VM_AGENT_SYNC_VERSION);
+	/* any reserved flag */
+	for (int bit = 0; bit < 32; bit++) {
+		put32(b + 4, 1u << bit);
+		assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	}
+	put32(b + 4, 0);
+	/* negative or absurd seconds */
+	put64(b + 8, (uint64_t)-1);
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	put64(b + 8, UINT64_C(1) << 63);
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	put64(b + 8, UINT64_C(253402300800)); /* year 10000 */
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	put64(b + 8, 1000);
+	/* nsec out of range */
+	put32(b + 16, 1000000000);
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	put32(b + 16, 0xffffffff);
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	put32(b + 16, 5);
+	assert_int_equal(vm_agent_sync_decode(b, len, &s), 0);
+	/* entropy length disagreeing with the payload's size */
+	uint32_t off_by[] = {63,	 65,	     0,
+			     0xffffffff, 0x80000000, 0xffffffe8 /* + 24 wraps to 0 in 32 bits */};
+	for (size_t i = 0; i < sizeof(off_by) / sizeof(off_by[0]); i++) {
+		put32(b + 20, off_by[i]);
+		assert_int_equal(vm_agent_sync_decode(b, len, &s), -EPROTO);
+	}
+	/* consistent but out of range */
+	uint32_t out_of_range[] = {0, 1, 31, VM_AGENT_SYNC_ENTROPY_MAX + 1,
+				   VM_AGENT_SYNC_ENTROPY_MAX + 40};
+	for (size_t i = 0; i < sizeof(out_of_range) / sizeof(out_of_range[0]); i++) {
+		put32(b + 20, out_of_range[i]);
+		assert_int_equal(vm_agent_sync_decode(b, VM_AGENT_SYNC_FIXED + out_of_range[i], &s),
+				 -EPROTO);
+	}
+	/* a 31-byte entropy block with a matching length is still too short */
+	put32(b + 20, 31);
+	assert_int_equal(vm_agent_sync_decode(b, VM_AGENT_SYNC_FIXED + 31, &s), -EPROTO);
+	/* and 257 bytes too long, even when consistent */
+	put32(b + 20, VM_AGENT_SYNC_ENTROPY_MAX + 1);
+	assert_int_equal(
+		vm_agent_sync_decode(b, VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX + 1, &s),
+		-EPROTO);
+	/* random garbage never crashes; anything accepted is consistent */
+	srand(7);
+	int accepted = 0;
+	for (int i = 0; i < 50000; i++) {
+		size_t l = (size_t)(rand() % (int)sizeof(b));
+		for (size_t j = 0; j < l; j++)
+			b[j] = (uint8_t)rand();
+		if (l >= VM_AGENT_SYNC_FIXED && rand() % 2) {
+			/* make it plausible so the later checks get exercised */
+			put32(b, VM_AGENT_SYNC_VERSION);
+			put32(b + 4, rand() % 8 ? 0 : 1);
+			put64(b + 8, (uint64_t)(rand() % 4 ? rand() : -rand()));
+			put32(b + 16, (uint32_t)(rand() % 4 ? rand() % 1000000000 : rand()));
+			put32(b + 20,
+			      (uint32_t)(l - VM_AGENT_SYNC_FIXED + (size_t)(rand() % 3) - 1));
+		}
+		if (vm_agent_sync_decode(b, l, &s) == 0) {
+			accepted++;
+			assert_true(s.sec >= 0);
+			assert_true(s.nsec < 1000000000u);
+			assert_true(s.entropy_len >= VM_AGENT_SYNC_ENTROPY_MIN &&
+				    s.entropy_len <= VM_AGENT_SYNC_ENTROPY_MAX);
+			assert_int_equal(VM_AGENT_SYNC_FIXED + s.entropy_len, l);
+		} else {
+			assert_null(s.entropy);
+		}
+	}
+	assert_true(accepted > 0);
+}
+
+static void test_sync_ack_codec(void **state)
+{
+	(void)state;
+	uint8_t b[VM_AGENT_SYNC_ACK_LEN + 1] = {0};
+	int c = -1, e = -1, r = -1;
+	vm_agent_sync_ack_encode(b, 0, 0, 0);
+	assert_int_equal(vm_agent_sync_ack_decode(b, VM_AGENT_SYNC_ACK_LEN, &c, &e, &r), 0);
+	assert_int_equal(c | e | r, 0);
+	vm_agent_sync_ack_encode(b, EPERM, ENOTTY, EINVAL);
+	assert_int_equal(b[0], EPERM);
+	assert_int_equal(b[4], ENOTTY);
+	assert_int_equal(b[8], EINVAL);
+	assert_int_equal(vm_agent_sync_ack_decode(b, VM_AGENT_SYNC_ACK_LEN, &c, &e, &r), 0);
+	assert_int_equal(c, EPERM);
+	assert_int_equal(e, ENOTTY);
+	assert_int_equal(r, EINVAL);
+	for (size_t l = 0; l <= sizeof(b); l++)
+		if (l != VM_AGENT_SYNC_ACK_LEN)
+			assert_int_equal(vm_agent_sync_ack_decode(b, l, &c, &e, &r), -EPROTO);
+	/* negative or huge "errno" values are not errno values */
+	for (int f = 0; f < 3; f++) {
+		vm_agent_sync_ack_encode(b, 0, 0, 0);
+		put32(b + 4 * f, 0xffffffff);
+		assert_int_equal(vm_agent_sync_ack_decode(b, VM_AGENT_SYNC_ACK_LEN, &c, &e, &r),
+				 -EPROTO);
+		put32(b + 4 * f, 4096);
+		assert_int_equal(vm_agent_sync_ack_decode(b, VM_AGENT_SYNC_ACK_LEN, &c, &e, &r),
+				 -EPROTO);
+	}
+}
+
+static void test_hdr_sync_types(void **state)
+{
+	(void)state;
+	uint8_t b[VM_AGENT_HDR_LEN];
+	struct vm_agent_hdr h;
+	vm_agent_hdr_encode(b, VM_AGENT_SYNC, 0, VM_AGENT_SYNC_FIXED + 64);
+	assert_int_equal(vm_agent_hdr_decode(b, &h), 0);
+	assert_int_equal(h.type, VM_AGENT_SYNC);
+	vm_agent_hdr_encode(b, VM_AGENT_SYNC_ACK, 0, VM_AGENT_SYNC_ACK_LEN);
+	assert_int_equal(vm_agent_hdr_decode(b, &h), 0);
+	assert_int_equal(h.type, VM_AGENT_SYNC_ACK);
+	vm_agent_hdr_encode(b, VM_AGENT_SYNC_ACK + 1, 0, 0);
+	assert_int_equal(vm_agent_hdr_decode(b, &h), -EPROTO);
+	assert_int_equal(VM_AGENT_PROTO_VERSION, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hdr_roundtrip),  cmocka_unit_test(test_hdr_hostile),
 		cmocka_unit_test(test_exec_roundtrip), cmocka_unit_test(test_exec_encode_refuses),
 		cmocka_unit_test(test_exec_hostile),   cmocka_unit_test(test_exit_codec),
+		cmocka_unit_test(test_sync_roundtrip), cmocka_unit_test(test_sync_encode_refuses),
+		cmocka_unit_test(test_sync_hostile),   cmocka_unit_test(test_sync_ack_codec),
+		cmocka_unit_test(test_hdr_sync_types),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
