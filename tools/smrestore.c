@@ -17,29 +17,41 @@
 #include "sm/vm.h"
 
 static const char usage[] =
-	"Usage: smrestore SNAP [options] -- CMD [ARGS...]\n\n"
-	"Restore SNAP into a fresh microVM, run CMD in it (stdin forwarded), print\n"
-	"its output and exit with its status.\n\n"
-	"  --env K=V         environment for CMD (repeatable; default PATH and HOME)\n"
-	"  --workdir DIR     working directory for CMD (default /)\n"
-	"  --user UID[:GID]  run CMD as this user (default 0:0)\n"
-	"  --no-stdin        do not forward stdin (CMD reads /dev/null)\n"
-	"  --console DEST    guest console: 'none' (default), '-' stderr, or a file\n"
-	"  --cache DIR       cache root (default $SM_CACHE, else ~/.cache/supermachine)\n"
-	"  --timeout SECS    how long to wait for the agent (default 30)\n"
-	"  --timing          print a JSON line with restore phase timings to stderr\n"
-	"  --version, -h, --help\n\n"
+	"Usage: smrestore SNAP [options] [-- CMD [ARGS...]]\n\n"
+	"Restore SNAP into a fresh microVM, run CMD in it, print its output and exit\n"
+	"with its status. Without CMD, the image's Entrypoint + Cmd run; a CMD given\n"
+	"replaces the image's Cmd and follows its Entrypoint (as docker run).\n\n"
+	"  -e, --env K=V        set K for CMD over the image's Env (repeatable; PATH\n"
+	"                       and HOME are added when unset)\n"
+	"  -w, --workdir DIR    working directory (absolute; default: the image's, else /)\n"
+	"  -u, --user U[:G]     user NAME or UID, group NAME or GID (default: the\n"
+	"                       image's User, else root); names are looked up in the\n"
+	"                       image's /etc/passwd and /etc/group; a user without a\n"
+	"                       group gets its passwd group, else 0\n"
+	"      --entrypoint P   run P instead of the image's Entrypoint (the image's\n"
+	"                       Cmd is then dropped); \"\" clears the Entrypoint\n"
+	"  -i, --interactive    forward stdin to CMD (the default)\n"
+	"      --no-stdin       do not forward stdin (CMD reads /dev/null)\n"
+	"      --console DEST   guest console: 'none' (default), '-' stderr, or a file\n"
+	"      --cache DIR      cache root (default $SM_CACHE, else ~/.cache/supermachine)\n"
+	"      --timeout SECS   how long to wait for the agent (default 30)\n"
+	"      --timing         print a JSON line with restore phase timings to stderr\n"
+	"      --version, -h, --help\n\n"
+	"Unlike docker run, stdin is forwarded by default (`-i` is accepted and is\n"
+	"the default), so `cmd | smrestore SNAP -- wc -c` works as a pipe; use\n"
+	"--no-stdin for a command that must not consume the caller's stdin.\n\n"
 	"SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to CMD while it runs.\n\n"
 	"Exit status: CMD's status (128+N when killed by signal N; 127 when CMD is\n"
 	"not found, 126 when it cannot be run), 125 on a supermachine error (bad\n"
-	"arguments, bad snapshot, no KVM).\n";
+	"arguments, bad snapshot, no KVM, unknown user).\n";
 
 int main(int argc, char **argv)
 {
-	const char *snap = NULL, *workdir = "/", *console = "none", *cache = NULL;
-	unsigned long timeout = 30, uid = 0, gid = 0;
-	int timing = 0, no_stdin = 0, i;
-	const char **env = calloc((size_t)argc + 2, sizeof(char *));
+	const char *snap = NULL, *console = "none", *cache = NULL;
+	unsigned long timeout = 30;
+	int timing = 0, no_stdin = 0, interactive = 0, i;
+	struct restore_cmd_opts c = {0};
+	sm_autofree const char **env = calloc((size_t)argc + 2, sizeof(char *));
 	uint32_t envc = 0;
 	if (!env)
 		return 125;
@@ -64,17 +76,27 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--version")) {
 			printf("smrestore %s\n", SM_VERSION);
 			return 0;
-		} else if (!strcmp(a, "--env")) {
+		} else if (!strcmp(a, "--env") || !strcmp(a, "-e")) {
 			NEED_ARG;
 			if (sm_opt_env("smrestore", v, env, &envc) < 0)
 				return 125;
-		} else if (!strcmp(a, "--workdir")) {
+		} else if (!strcmp(a, "--workdir") || !strcmp(a, "-w")) {
 			NEED_ARG;
-			workdir = v;
-		} else if (!strcmp(a, "--user")) {
-			NEED_ARG;
-			if (sm_opt_user("smrestore", v, &uid, &gid) < 0)
+			if (v[0] != '/') {
+				fprintf(stderr,
+					"smrestore: --workdir must be an absolute path, got '%s'\n",
+					v);
 				return 125;
+			}
+			c.workdir = v;
+		} else if (!strcmp(a, "--user") || !strcmp(a, "-u")) {
+			NEED_ARG;
+			c.user = v;
+		} else if (!strcmp(a, "--entrypoint")) {
+			NEED_ARG;
+			c.entrypoint = v;
+		} else if (!strcmp(a, "-i") || !strcmp(a, "--interactive")) {
+			interactive = 1;
 		} else if (!strcmp(a, "--no-stdin")) {
 			no_stdin = 1;
 		} else if (!strcmp(a, "--console")) {
@@ -109,16 +131,27 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smrestore: no snapshot given (smrestore SNAP -- CMD [ARGS...])\n");
 		return 125;
 	}
-	if (i >= argc) {
-		/* No image config yet (initramfs-only snapshots): CMD is required. */
-		fprintf(stderr, "smrestore: no command given (smrestore SNAP -- CMD [ARGS...])\n");
+	if (interactive && no_stdin) {
+		fprintf(stderr,
+			"smrestore: -i/--interactive and --no-stdin contradict each other\n");
 		return 125;
 	}
-	sm_opt_default_env(env, &envc);
-	signal(SIGPIPE, SIG_IGN);
+	c.argv = (const char *const *)&argv[i];
+	c.argc = i < argc ? (uint32_t)(argc - i) : 0;
+	c.env = env;
+	c.envc = envc;
 	struct sm_error err = {0};
+	struct restore_runcfg rc;
+	/* The snapshot's metadata first: a bad snapshot, an unknown user or no
+	 * command at all is refused before any VM work. */
+	if (restore_runcfg_load(snap, &c, &rc, &err) < 0) {
+		fprintf(stderr, "smrestore: %s\n", err.msg);
+		return 125;
+	}
+	signal(SIGPIPE, SIG_IGN);
 	if (vm_kvm_require_usable(&err) < 0) {
 		fprintf(stderr, "smrestore: KVM: %s\n", err.msg);
+		restore_runcfg_free(&rc);
 		return 125;
 	}
 	int console_fd = -1;
@@ -129,6 +162,7 @@ int main(int argc, char **argv)
 		if (console_fd < 0) {
 			fprintf(stderr, "smrestore: cannot open %s: %s\n", console,
 				strerror(errno));
+			restore_runcfg_free(&rc);
 			return 125;
 		}
 	}
@@ -144,13 +178,13 @@ int main(int argc, char **argv)
 	struct restore_opts o = {
 		.snapshot = snap,
 		.cache_root = cache,
-		.argv = (const char *const *)&argv[i],
-		.argc = (uint32_t)(argc - i),
-		.env = env,
-		.envc = envc,
-		.workdir = workdir,
-		.uid = (uint32_t)uid,
-		.gid = (uint32_t)gid,
+		.argv = (const char *const *)rc.argv,
+		.argc = rc.argc,
+		.env = (const char *const *)rc.env,
+		.envc = rc.envc,
+		.workdir = rc.workdir,
+		.uid = rc.uid,
+		.gid = rc.gid,
 		.forward_stdin = !no_stdin,
 		.stdin_fd = 0,
 		.stdout_fd = 1,
@@ -165,7 +199,9 @@ int main(int argc, char **argv)
 	if (sig_fd >= 0)
 		close(sig_fd);
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-	free(env);
+	if (console_fd > 2)
+		close(console_fd);
+	restore_runcfg_free(&rc);
 	if (r < 0) {
 		fprintf(stderr, "smrestore: %s\n", err.msg);
 		return 125;

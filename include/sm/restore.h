@@ -58,3 +58,77 @@ int restore_memory_path(struct fmt_reader *r, const char *root, char **out, stru
  * T may be NULL. */
 int restore_run(const struct restore_opts *o, int *status, struct restore_timings *t,
 		struct sm_error *err);
+
+/* ---- Run config: what CMD runs and how (restore/runcfg.c) ----------------- */
+
+/* The command line's say; NULL (or argc/envc 0) means "not given". */
+struct restore_cmd_opts {
+	const char *const *argv; /* CMD after "--" */
+	uint32_t argc;
+	const char *entrypoint; /* --entrypoint: replaces the image's (and drops its
+				 * Cmd); "" clears the entrypoint */
+	const char *const *env; /* --env K=V, applied in order over the image's Env */
+	uint32_t envc;
+	const char *workdir; /* --workdir (absolute); NULL: the image's, else "/" */
+	const char *user;    /* --user NAME|UID[:GROUP|GID]; NULL: the image's, else root */
+	const char *rootfs;  /* the root filesystem to resolve names in; NULL: metadata's */
+};
+
+/* The resolved command. Every string is owned; restore_runcfg_free(). */
+struct restore_runcfg {
+	char **argv; /* NULL-terminated, argc entries */
+	uint32_t argc;
+	char **env; /* NULL-terminated, envc "K=V" entries */
+	uint32_t envc;
+	char *workdir;
+	uint32_t uid, gid;
+	char *rootfs;	  /* the image's root filesystem dir, NULL for initramfs snapshots */
+	int image_config; /* the snapshot carried an image run config ("config") */
+};
+
+void restore_runcfg_free(struct restore_runcfg *rc);
+
+/* Open SNAPSHOT, read its metadata and resolve C against it
+ * (restore_runcfg_from_meta). Snapshot errors name the file. */
+int restore_runcfg_load(const char *snapshot, const struct restore_cmd_opts *c,
+			struct restore_runcfg *out, struct sm_error *err);
+
+/* Resolve C against snapshot metadata META (JSON text). "config" (the image's
+ * run config, oci_config_to_json's form) gives the defaults with Docker's
+ * rules: CMD replaces Cmd and follows Entrypoint; --env overrides by key;
+ * PATH and HOME are added when unset. "rootfs" (or C->rootfs) must be a
+ * directory; user and group names are looked up in its /etc/passwd and
+ * /etc/group. No command at all: -EINVAL "snapshot has no default command". */
+int restore_runcfg_from_meta(const char *meta, const struct restore_cmd_opts *c,
+			     struct restore_runcfg *out, struct sm_error *err);
+
+/* Docker's merge of ENTRYPOINT/CMD: image arrays IMG_EP and IMG_CMD
+ * (NULL-terminated or NULL), C's argv and entrypoint. *ARGV is malloc'ed
+ * and NULL-terminated (argc 0 when nothing is left to run). */
+int restore_runcfg_argv(char *const *img_ep, char *const *img_cmd, const struct restore_cmd_opts *c,
+			char ***argv, uint32_t *argc, struct sm_error *err);
+
+/* Image Env IMG (NULL-terminated or NULL; entries without a key are dropped)
+ * overridden by OVER[N] ("K=V": replaces every K, or appends). */
+int restore_runcfg_env(char *const *img, const char *const *over, uint32_t n, char ***env,
+		       uint32_t *envc, struct sm_error *err);
+
+/* One /etc/passwd or /etc/group entry found by restore_passwd_find/_group_find. */
+struct restore_pwent {
+	uint32_t uid, gid; /* for a group: gid only */
+	char home[256];	   /* "" when absent or too long */
+};
+
+/* Look up NAME (or, with NAME NULL, UID) in passwd text BUF[LEN] (not
+ * NUL-terminated; malformed lines are skipped). 1 found, 0 not. */
+int restore_passwd_find(const char *buf, size_t len, const char *name, uint32_t uid,
+			struct restore_pwent *out);
+/* Look up group NAME in group text BUF[LEN]. 1 found (out->gid), 0 not. */
+int restore_group_find(const char *buf, size_t len, const char *name, struct restore_pwent *out);
+
+/* Resolve SPEC ("", NAME, UID, NAME:GROUP, UID:GID, ...) against ROOTFS's
+ * /etc/passwd and /etc/group (opened beneath ROOTFS; ROOTFS NULL: numeric
+ * only). A UID without a group takes its passwd gid, else 0. *HOME gets the
+ * passwd home ("" if none; HOME_LEN bytes). Unknown names: -ENOENT. */
+int restore_user_resolve(const char *rootfs, const char *spec, uint32_t *uid, uint32_t *gid,
+			 char *home, size_t home_len, struct sm_error *err);
