@@ -3,7 +3,9 @@
  * queues (config space, SHM region registers, INIT/LOOKUP/OPEN/READ,
  * SETUPMAPPING/REMOVEMAPPING into a host-only DAX window, hostile chains),
  * and the DAX fault path: a window restored from a snapshot is re-mapped by
- * the first guest access (the MMIO exit handler), with the right bytes. */
+ * the first guest access (the MMIO exit handler), with the right bytes.
+ * The device's snapshot records (vm/snapshot.c) round-trip through a real
+ * snapshot file, and hostile records and blobs are refused with a message. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -17,8 +19,10 @@
 #include <cmocka.h>
 
 #include "fuse/fuse_abi.h"
+#include "sm/format.h"
 #include "sm/fuse.h"
 #include "tests/vm/mmio_helper.h"
+#include "vm/vm_internal.h"
 
 #define Q0_BASE	  0x10000
 #define Q1_BASE	  0x20000
@@ -370,6 +374,359 @@ static void test_dax_restore_fault(void **state)
 	env_down(&e);
 }
 
+/* ---- snapshot records (vm_snapshot_fs_save / _probe / _load) ---------------- */
+
+#define FS_INST 2 /* device number: rng, vsock, then virtio-fs */
+
+struct fs_snap {
+	char path[96];
+	void *dev, *fusn, *daxs; /* the sections a capture wrote */
+	size_t dev_len, fusn_len, daxs_len;
+};
+
+static void *section(struct fmt_reader *rd, uint32_t type, size_t *len)
+{
+	struct sm_error err = {0};
+	int idx = fmt_reader_find(rd, type, FS_INST, &err);
+	if (idx < 0) {
+		*len = 0;
+		return NULL;
+	}
+	void *p = NULL;
+	assert_int_equal(fmt_reader_read(rd, (unsigned)idx, &p, len, &err), 0);
+	return p;
+}
+
+/* Capture E's device into a snapshot file and keep its three sections. */
+static void capture(struct env *e, struct fs_snap *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->path, sizeof(c->path), "%s.smsnap", e->dir);
+	struct sm_error err = {0};
+	struct fmt_writer *w = NULL;
+	assert_int_equal(fmt_writer_create(&w, c->path, NULL, &err), 0);
+	assert_int_equal(fmt_writer_add_meta(w, "{}", &err), 0);
+	assert_int_equal(virtio_fs_pause(e->fs, 1000, &err), 0);
+	int r = vm_snapshot_fs_save(e->fs, FS_INST, w, &err);
+	virtio_fs_resume(e->fs);
+	if (r < 0)
+		fail_msg("vm_snapshot_fs_save: %s", err.msg);
+	assert_int_equal(fmt_writer_commit(w, &err), 0);
+	fmt_writer_free(w);
+	struct fmt_reader *rd = NULL;
+	assert_int_equal(fmt_reader_open(&rd, c->path, &err), 0);
+	c->dev = section(rd, FMT_SEC_DEVICE, &c->dev_len);
+	c->fusn = section(rd, FMT_SEC_FUSE_NODES, &c->fusn_len);
+	c->daxs = section(rd, FMT_SEC_DAX, &c->daxs_len);
+	fmt_reader_close(rd);
+	assert_non_null(c->dev);
+	assert_non_null(c->fusn);
+}
+
+static void capture_free(struct fs_snap *c)
+{
+	unlink(c->path);
+	free(c->dev);
+	free(c->fusn);
+	free(c->daxs);
+}
+
+/* Write a snapshot file holding the given sections (NULL: left out). */
+static void write_snap(const char *path, const void *dev, size_t dev_len, const void *fusn,
+		       size_t fusn_len, const void *daxs, size_t daxs_len)
+{
+	struct sm_error err = {0};
+	struct fmt_writer *w = NULL;
+	assert_int_equal(fmt_writer_create(&w, path, NULL, &err), 0);
+	assert_int_equal(fmt_writer_add_meta(w, "{}", &err), 0);
+	if (dev)
+		assert_int_equal(fmt_writer_add(w, FMT_SEC_DEVICE, 0, FS_INST, "virtio-fs", dev,
+						dev_len, &err),
+				 0);
+	if (fusn)
+		assert_int_equal(fmt_writer_add(w, FMT_SEC_FUSE_NODES, FMT_SECF_ZSTD, FS_INST,
+						"virtio-fs", fusn, fusn_len, &err),
+				 0);
+	if (daxs)
+		assert_int_equal(fmt_writer_add(w, FMT_SEC_DAX, FMT_SECF_ZSTD, FS_INST, "virtio-fs",
+						daxs, daxs_len, &err),
+				 0);
+	assert_int_equal(fmt_writer_commit(w, &err), 0);
+	fmt_writer_free(w);
+}
+
+/* Load the file at PATH into a fresh device (probing first when PROBE);
+ * returns the result, the message in ERR. */
+static int load_into_fresh(struct env *e, const char *path, int dax, int probe,
+			   struct sm_error *err)
+{
+	struct fmt_reader *rd = NULL;
+	assert_int_equal(fmt_reader_open(&rd, path, err), 0);
+	struct virtio_fs *fs = new_fs(e, dax);
+	uint64_t dax_len = 99;
+	int r = probe ? vm_snapshot_fs_probe(rd, FS_INST, &dax_len, err) : 0;
+	if (r == 0)
+		r = vm_snapshot_fs_load(fs, FS_INST, rd, err);
+	virtio_fs_destroy(fs);
+	fmt_reader_close(rd);
+	return r;
+}
+
+/* Record offsets (docs/snapshot.md, "virtio-fs device record"). */
+#define REC_MAGIC    0
+#define REC_VERSION  4
+#define REC_RSV0     6
+#define REC_SIZE     8
+#define REC_DEVID    16
+#define REC_RO	     20
+#define REC_DAX_GPA  24
+#define REC_DAX_LEN  32
+#define REC_FUSN_LEN 40
+#define REC_DAXS_LEN 48
+#define REC_TAG	     56
+#define REC_RSV	     92
+
+static void put32(void *p, size_t off, uint32_t v)
+{
+	memcpy((uint8_t *)p + off, &v, 4);
+}
+
+static void put64(void *p, size_t off, uint64_t v)
+{
+	memcpy((uint8_t *)p + off, &v, 8);
+}
+
+/* A capture with a live DAX slot restores into a fresh device: the probe
+ * reports the window, the node table and slot table come back, and the
+ * first access to the slot re-maps it with the file's bytes. */
+static void test_fs_snapshot_roundtrip(void **state)
+{
+	(void)state;
+	struct env e;
+	env_up(&e, 1);
+	fuse_init(&e);
+	uint64_t node = lookup_hello(&e);
+	assert_int_equal(setupmapping(&e, node, 6 << 20, 0, 2 << 20, FUSE_SETUPMAPPING_FLAG_READ),
+			 0);
+	struct fs_snap c;
+	capture(&e, &c);
+	assert_int_equal(c.dev_len, 96);
+	assert_non_null(c.daxs);
+	assert_int_equal(c.daxs_len, 48 + 40); /* one slot */
+
+	struct sm_error err = {0};
+	struct fmt_reader *rd = NULL;
+	assert_int_equal(fmt_reader_open(&rd, c.path, &err), 0);
+	uint64_t dax_len = 0;
+	assert_int_equal(vm_snapshot_fs_probe(rd, FS_INST, &dax_len, &err), 0);
+	assert_int_equal(dax_len, DAX_LEN);
+	struct virtio_fs *fs2 = new_fs(&e, 1);
+	if (vm_snapshot_fs_load(fs2, FS_INST, rd, &err) < 0)
+		fail_msg("load: %s", err.msg);
+	fmt_reader_close(rd);
+	uint64_t req, faults;
+	uint32_t slots;
+	virtio_fs_stats(fs2, &req, &faults, &slots);
+	assert_int_equal(slots, 0);
+	uint8_t buf[8];
+	virtio_fs_dax_io(NULL, (6 << 20) + 4096 + 9, buf, 8, 0, fs2);
+	assert_memory_equal(buf, e.file + 4096 + 9, 8);
+	virtio_fs_stats(fs2, &req, &faults, &slots);
+	assert_int_equal(faults, 1);
+	assert_int_equal(slots, 1);
+	virtio_fs_destroy(fs2);
+
+	/* The same snapshot into a device without a window: refused. */
+	memset(&err, 0, sizeof(err));
+	assert_true(load_into_fresh(&e, c.path, 0, 1, &err) < 0);
+	if (!strstr(err.msg, "DAX window of 16 MiB, this VM has 0 MiB"))
+		fail_msg("window mismatch: '%s'", err.msg);
+
+	/* Without a window there is no DAX section, and it loads. */
+	capture_free(&c);
+	env_down(&e);
+	env_up(&e, 0);
+	fuse_init(&e);
+	lookup_hello(&e);
+	capture(&e, &c);
+	assert_null(c.daxs);
+	memset(&err, 0, sizeof(err));
+	if (load_into_fresh(&e, c.path, 0, 1, &err) < 0)
+		fail_msg("load without window: %s", err.msg);
+	capture_free(&c);
+	env_down(&e);
+}
+
+struct mutation {
+	const char *what;
+	size_t off; /* in the record */
+	int width;  /* 1, 4 or 8 bytes */
+	uint64_t value;
+	const char *want; /* in the error message */
+	int probe_fails;  /* the record alone is bad (the probe refuses it too) */
+};
+
+static void expect_refused(struct env *e, const char *path, int dax, const char *what,
+			   const char *want)
+{
+	struct sm_error err = {0};
+	int r = load_into_fresh(e, path, dax, 1, &err);
+	if (r >= 0 || !strstr(err.msg, want))
+		fail_msg("%s: r=%d, message '%s' (want '%s')", what, r, err.msg, want);
+}
+
+/* Every field of the record flipped, sections truncated, missing or extra:
+ * each is refused with a message naming the problem; none crashes. */
+static void test_fs_snapshot_hostile(void **state)
+{
+	(void)state;
+	struct env e;
+	env_up(&e, 1);
+	fuse_init(&e);
+	uint64_t node = lookup_hello(&e);
+	assert_int_equal(setupmapping(&e, node, 0, 0, 2 << 20, FUSE_SETUPMAPPING_FLAG_READ), 0);
+	struct fs_snap c;
+	capture(&e, &c);
+	char bad[128];
+	snprintf(bad, sizeof(bad), "%s.bad", c.path);
+	struct sm_error err;
+
+	static const struct mutation muts[] = {
+		{"magic", REC_MAGIC, 4, 0x56454453, "bad magic", 1},
+		{"version", REC_VERSION, 1, 2, "version 2", 1},
+		{"reserved0", REC_RSV0, 1, 1, "reserved bits", 1},
+		{"size", REC_SIZE, 4, 95, "size 95", 1},
+		{"device id", REC_DEVID, 4, 19, "bad device id 19", 1},
+		{"read-only flag", REC_RO, 4, 2, "read-only flag 2", 1},
+		{"read-only differs", REC_RO, 4, 0, "this VM has 'rootfs' (read-only)", 0},
+		{"window base", REC_DAX_GPA, 8, 0x2000000000ULL, "bad DAX window", 1},
+		{"window length", REC_DAX_LEN, 8, 8 << 20, "DAX window of 8 MiB, this VM has 16",
+		 0},
+		{"window not MiB", REC_DAX_LEN, 8, (16 << 20) + 4096, "bad DAX window", 1},
+		{"window huge", REC_DAX_LEN, 8, 1ULL << 40, "bad DAX window", 1},
+		{"no window", REC_DAX_LEN, 8, 0, "bad DAX window", 1},
+		{"slot table size", REC_DAXS_LEN, 8, 48,
+		 "DAX slot table is 88 bytes, record says 48", 0},
+		{"no slot table", REC_DAXS_LEN, 8, 0, "bad DAX window", 1},
+		{"FUSE state size", REC_FUSN_LEN, 8, 1, "record says 1", 0},
+		{"FUSE state huge", REC_FUSN_LEN, 8, 1ULL << 40, "bad FUSE state size", 1},
+		{"empty tag", REC_TAG, 8, 0, "empty tag", 1},
+		{"other tag", REC_TAG, 1, 'R', "tag 'Rootfs' (read-only), this VM has 'rootfs'", 0},
+		{"tag padding", REC_TAG + 30, 1, 'x', "tag not NUL-padded", 1},
+		{"reserved", REC_RSV, 4, 1, "reserved field", 1},
+	};
+	for (size_t i = 0; i < sizeof(muts) / sizeof(muts[0]); i++) {
+		const struct mutation *m = &muts[i];
+		uint8_t rec[96];
+		memcpy(rec, c.dev, sizeof(rec));
+		if (m->width == 1)
+			rec[m->off] = (uint8_t)m->value;
+		else if (m->width == 4)
+			put32(rec, m->off, (uint32_t)m->value);
+		else
+			put64(rec, m->off, m->value);
+		write_snap(bad, rec, sizeof(rec), c.fusn, c.fusn_len, c.daxs, c.daxs_len);
+		expect_refused(&e, bad, 1, m->what, m->want);
+		struct fmt_reader *rd = NULL;
+		assert_int_equal(fmt_reader_open(&rd, bad, &err), 0);
+		uint64_t dl;
+		memset(&err, 0, sizeof(err));
+		int r = vm_snapshot_fs_probe(rd, FS_INST, &dl, &err);
+		fmt_reader_close(rd);
+		if ((r < 0) != m->probe_fails)
+			fail_msg("%s: probe r=%d (%s)", m->what, r, err.msg);
+	}
+
+	/* Truncated or padded record. */
+	uint8_t big[100] = {0};
+	memcpy(big, c.dev, 96);
+	for (size_t len = 0; len <= sizeof(big); len += len < 90 ? 16 : 1) {
+		if (len == 96)
+			continue;
+		write_snap(bad, big, len, c.fusn, c.fusn_len, c.daxs, c.daxs_len);
+		char want[64];
+		snprintf(want, sizeof(want), "%zu bytes, want 96", len);
+		expect_refused(&e, bad, 1, "record length", want);
+	}
+
+	/* Missing sections. */
+	write_snap(bad, NULL, 0, c.fusn, c.fusn_len, c.daxs, c.daxs_len);
+	expect_refused(&e, bad, 1, "no device record", "no device section");
+	write_snap(bad, c.dev, c.dev_len, NULL, 0, c.daxs, c.daxs_len);
+	expect_refused(&e, bad, 1, "no FUSE state", "no fuse-nodes section");
+	write_snap(bad, c.dev, c.dev_len, c.fusn, c.fusn_len, NULL, 0);
+	expect_refused(&e, bad, 1, "no slot table", "no dax section");
+
+	/* Blobs whose length matches the record but whose content is bad: the
+	 * FUSE server and DAX session validators refuse them. */
+	uint8_t rec[96];
+	memcpy(rec, c.dev, sizeof(rec));
+	sm_autofree uint8_t *fusn = malloc(c.fusn_len);
+	memcpy(fusn, c.fusn, c.fusn_len);
+	memcpy(fusn, "XXXX", 4);
+	write_snap(bad, rec, sizeof(rec), fusn, c.fusn_len, c.daxs, c.daxs_len);
+	expect_refused(&e, bad, 1, "FUSE state magic", "not a FUSN blob");
+	put64(rec, REC_FUSN_LEN, c.fusn_len - 1); /* one byte short */
+	write_snap(bad, rec, sizeof(rec), c.fusn, c.fusn_len - 1, c.daxs, c.daxs_len);
+	expect_refused(&e, bad, 1, "FUSE state truncated", "fuse restore");
+	memcpy(rec, c.dev, sizeof(rec));
+	put64(rec, REC_DAXS_LEN, c.daxs_len - 1);
+	write_snap(bad, rec, sizeof(rec), c.fusn, c.fusn_len, c.daxs, c.daxs_len - 1);
+	expect_refused(&e, bad, 1, "slot table truncated", "dax restore");
+	sm_autofree uint8_t *daxs = malloc(c.daxs_len);
+	memcpy(daxs, c.daxs, c.daxs_len);
+	put64(daxs, 48, 100); /* the slot's window offset: misaligned */
+	memcpy(rec, c.dev, sizeof(rec));
+	write_snap(bad, rec, sizeof(rec), c.fusn, c.fusn_len, daxs, c.daxs_len);
+	expect_refused(&e, bad, 1, "slot misaligned", "dax restore");
+	unlink(bad);
+
+	/* A slot table next to a record without a window. */
+	capture_free(&c);
+	env_down(&e);
+	env_up(&e, 0);
+	fuse_init(&e);
+	capture(&e, &c);
+	snprintf(bad, sizeof(bad), "%s.bad", c.path);
+	uint8_t junk[48 + 40] = "DAXS";
+	write_snap(bad, c.dev, c.dev_len, c.fusn, c.fusn_len, junk, sizeof(junk));
+	expect_refused(&e, bad, 0, "slot table without window", "DAX slot table without a window");
+	unlink(bad);
+	capture_free(&c);
+	env_down(&e);
+}
+
+/* virtio_fs_pause: no chain is taken while paused (the kick waits), and
+ * resume serves what came meanwhile. */
+static void test_fs_pause(void **state)
+{
+	(void)state;
+	struct env e;
+	env_up(&e, 0);
+	fuse_init(&e);
+	struct sm_error err = {0};
+	assert_int_equal(virtio_fs_pause(e.fs, 1000, &err), 0);
+	struct fuse_in_header h = {
+		.len = sizeof(h), .opcode = FUSE_GETATTR, .unique = 77, .nodeid = 1};
+	memcpy(e.mem.host + REQ_GPA, &h, sizeof(h));
+	gq_desc(&e.mem, &e.q[1], 0, REQ_GPA, sizeof(h), F_NEXT, 1);
+	gq_desc(&e.mem, &e.q[1], 1, REPLY_GPA, 4096, F_WRITE, 0);
+	gq_publish(&e.mem, &e.q[1], 0);
+	virtio_mmio_kick(&e.t, 1);
+	struct timespec ts = {0, 100 * 1000000L};
+	nanosleep(&ts, NULL);
+	uint32_t id, len;
+	assert_false(gq_used(&e.mem, &e.q[1], &id, &len)); /* not served while paused */
+	virtio_fs_resume(e.fs);
+	assert_true(wait_used(&e, 1, &id, &len));
+	assert_int_equal(id, 0);
+	struct fuse_out_header oh;
+	memcpy(&oh, e.mem.host + REPLY_GPA, sizeof(oh));
+	assert_int_equal(len, oh.len);
+	assert_int_equal(oh.unique, 77);
+	env_down(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +734,9 @@ int main(void)
 		cmocka_unit_test(test_requests),
 		cmocka_unit_test(test_dax_map_and_io),
 		cmocka_unit_test(test_dax_restore_fault),
+		cmocka_unit_test(test_fs_snapshot_roundtrip),
+		cmocka_unit_test(test_fs_snapshot_hostile),
+		cmocka_unit_test(test_fs_pause),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
