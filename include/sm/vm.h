@@ -466,12 +466,15 @@ struct fmt_reader;
 
 /* Capture the paused VM (vm_pause) into W: one vcpu section per vCPU, the
  * vmstate section (irqchips, PIT, kvmclock, UART, i8042), one mmio and one
- * device section per virtio device, and guest memory (zero pages skipped).
- * Host vsock connections are dropped (the guest is reset on restore). The
- * metadata section is the caller's. The VM stays paused. */
+ * device section per virtio device (virtio-fs: its record plus the FUSE
+ * state and DAX slot table sections; docs/snapshot.md), and guest memory
+ * (zero pages skipped). Host vsock connections are dropped (the guest is
+ * reset on restore). The metadata section is the caller's. The VM stays
+ * paused. */
 int vm_snapshot_save(struct vm *vm, struct fmt_writer *w, struct sm_error *err);
 
-/* What a snapshot needs from vm_create() (read from its vmstate section). */
+/* What a snapshot needs from vm_create() (its vmstate section and, with
+ * virtio-fs, that device's record). */
 struct vm_snapshot_info {
 	uint64_t mem_size;
 	int ncpus;
@@ -487,8 +490,9 @@ int vm_snapshot_probe(struct fmt_reader *r, struct vm_snapshot_info *info, struc
 /* Load the state of R into VM, created with restore_mem and the probe's
  * shape but not started: VM state (PIT, kvmclock, irqchips), then per vCPU
  * sregs, regs, XSAVE, XCRs, LAPIC, MSRs, MP state, events, debug regs, then
- * the transports and devices; queues a vsock TRANSPORT_RESET event. Every
- * record is validated first. */
+ * the transports and devices (virtio-fs: FUSE server and DAX slot table,
+ * slots mapped again on first guest access); queues a vsock TRANSPORT_RESET
+ * event. Every record is validated first. */
 int vm_snapshot_load(struct vm *vm, struct fmt_reader *r, struct sm_error *err);
 
 /* ---- Initramfs (vm/initramfs.c) -------------------------------------------- */
