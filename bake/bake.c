@@ -164,6 +164,8 @@ int bake_run(const struct bake_opts *o, struct bake_timings *tm, struct sm_error
 	}
 	t->ready_ms = now_ms() - t0;
 	if (o->warmup_argv && o->warmup_argc) {
+		if (o->progress)
+			o->progress(o->progress_ctx, "warming up", "");
 		r = warmup(o, vm, uds, timeout, err);
 		if (r < 0)
 			goto out;
@@ -172,6 +174,8 @@ int bake_run(const struct bake_opts *o, struct bake_timings *tm, struct sm_error
 	/* Let the guest see the closed connections before the capture. */
 	struct timespec ts = {0, 100 * 1000000L};
 	nanosleep(&ts, NULL);
+	if (o->progress)
+		o->progress(o->progress_ctx, "capturing", "");
 	r = vm_pause(vm, 5000, err);
 	if (r < 0)
 		goto out;
@@ -181,6 +185,9 @@ int bake_run(const struct bake_opts *o, struct bake_timings *tm, struct sm_error
 		r = fmt_writer_add_meta(w, meta, err);
 	if (r == 0)
 		r = vm_snapshot_save(vm, w, err);
+	t->saved_ms = now_ms() - t0;
+	if (o->progress && r == 0)
+		o->progress(o->progress_ctx, "writing", o->out_path);
 	if (r == 0)
 		r = fmt_writer_commit(w, err);
 	if (r < 0) {

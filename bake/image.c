@@ -177,6 +177,8 @@ static int bake_miss(struct cache *c, const struct bake_image_opts *o, const str
 		.fs_root = rootfs,
 		.fs_dax_mib = o->dax_mib,
 		.meta_extra = extra,
+		.progress = o->progress,
+		.progress_ctx = o->progress_ctx,
 	};
 	struct bake_timings t;
 	progress(o, "booting", o->image);
@@ -189,8 +191,11 @@ static int bake_miss(struct cache *c, const struct bake_image_opts *o, const str
 	res->boot_ms = t.boot_ms;
 	res->ready_ms = t.ready_ms - t.boot_ms;
 	res->warmup_ms = o->warmup ? t.warmup_ms - t.ready_ms : 0;
-	res->capture_ms = t.pause_ms - t.warmup_ms;
-	res->write_ms = t.capture_ms - t.pause_ms;
+	/* vm_snapshot_save() writes state and memory in one call, so the
+	 * split is: capture = pause + state + memory compression, write =
+	 * section table, fsync and rename (docs/bake.md). */
+	res->capture_ms = t.saved_ms - t.warmup_ms;
+	res->write_ms = t.capture_ms - t.saved_ms;
 	return 0;
 }
 

@@ -37,6 +37,9 @@ struct bake_opts {
 	uint64_t fs_dax_mib; /* DAX window MiB with fs_root (0: none) */
 	/* JSON object text; its keys are merged into the metadata, or NULL. */
 	const char *meta_extra;
+	/* Called at "warming up", "capturing" and "writing", or NULL. */
+	void (*progress)(void *ctx, const char *phase, const char *detail);
+	void *progress_ctx;
 };
 
 struct bake_timings {
@@ -44,7 +47,8 @@ struct bake_timings {
 	double ready_ms;   /* agent reported ready */
 	double warmup_ms;  /* warm-up command done */
 	double pause_ms;   /* vCPUs paused */
-	double capture_ms; /* snapshot written, fsync'd and renamed */
+	double saved_ms;   /* vCPU/VM/device state and memory (compressed) written */
+	double capture_ms; /* snapshot committed: table, fsync, renamed */
 };
 
 /* Boot, wait for the agent, run the warm-up (a non-zero exit is an error),
