@@ -211,9 +211,13 @@ int bake_image(struct cache *c, const struct bake_image_opts *o, struct bake_ima
 		return sm_error_set(err, EINVAL,
 				    "bake needs an image, an output path, a kernel and an agent");
 
-	/* The inputs' digests first: a missing kernel fails before any pull. */
+	/* Cheap checks first: an unusable output path or a missing kernel
+	 * fails before anything is pulled. */
+	int r = bake_publish_precheck(o->out_path, err);
+	if (r < 0)
+		return r;
 	char kdig[CACHE_DIGEST_MAX], adig[CACHE_DIGEST_MAX];
-	int r = bake_file_digest(c, o->kernel_path, kdig, err);
+	r = bake_file_digest(c, o->kernel_path, kdig, err);
 	if (r < 0)
 		return sm_error_wrap(err, "guest kernel");
 	r = bake_file_digest(c, o->agent_path, adig, err);

@@ -48,6 +48,24 @@ static int split_path(const char *dest, char *dir, char *base, struct sm_error *
 	return 0;
 }
 
+int bake_publish_precheck(const char *dest, struct sm_error *err)
+{
+	char dir[PATH_MAX], base[PATH_MAX];
+	struct stat st;
+	int r = split_path(dest, dir, base, err);
+	if (r < 0)
+		return r;
+	if (stat(dir, &st) < 0)
+		return sm_error_errno(err, errno, "cannot use output directory %s", dir);
+	if (!S_ISDIR(st.st_mode))
+		return sm_error_set(err, ENOTDIR, "output directory %s is not a directory", dir);
+	if (access(dir, W_OK) < 0)
+		return sm_error_errno(err, errno, "cannot write to output directory %s", dir);
+	if (stat(dest, &st) == 0 && S_ISDIR(st.st_mode))
+		return sm_error_set(err, EISDIR, "output path %s is a directory", dest);
+	return 0;
+}
+
 static int copy_fd(int in, int out)
 {
 	/* copy_file_range first (in-kernel, may share extents), then read/write. */

@@ -124,6 +124,10 @@ int bake_publish(const char *src, const char *dest, int no_link, enum bake_publi
  * 1 yes, 0 no. */
 int bake_rootfs_has_exec(const char *rootfs, const char *path);
 
+/* Fail early, before any work, when DEST cannot be published: its directory
+ * is missing or not writable, or DEST is a directory. */
+int bake_publish_precheck(const char *dest, struct sm_error *err);
+
 /* ---- the whole smbake pipeline (bake/image.c; docs/bake.md) -------------- */
 
 struct bake_image_opts {

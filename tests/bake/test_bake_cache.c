@@ -284,6 +284,19 @@ static void test_publish_failures_leave_nothing(void **state)
 	assert_true(bake_publish(src, dst, 0, NULL, &err) < 0);
 	assert_int_equal(access(dst, F_OK), -1);
 
+	/* The same checks up front, before any work (bake_image does them
+	 * before pulling). */
+	assert_int_equal(bake_publish_precheck(dir, &err), -EISDIR);
+	path_in(dst, sizeof(dst), "nodir/out.snap");
+	assert_int_equal(bake_publish_precheck(dst, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "nodir"));
+	snprintf(dst, sizeof(dst), "%s/sub", src); /* a file as the directory */
+	assert_int_equal(bake_publish_precheck(dst, &err), -ENOTDIR);
+	path_in(dst, sizeof(dst), "fine.snap");
+	assert_int_equal(bake_publish_precheck(dst, &err), 0);
+	assert_int_equal(bake_publish_precheck("relative.snap", &err), 0);
+	assert_int_equal(bake_publish_precheck("", &err), -EINVAL);
+
 	/* Source missing: an existing output stays as it was. */
 	path_in(dst, sizeof(dst), "keep.snap");
 	make_snapshot(dst, KEY2, 6);
@@ -577,6 +590,13 @@ static void test_bake_image_no_shell(void **state)
 	assert_true(bake_image(c, &o, NULL, &err) < 0);
 	assert_non_null(strstr(err.msg, "guest kernel"));
 	assert_non_null(strstr(err.msg, nok));
+	/* An output directory that does not exist fails before the pull. */
+	char bad_out[200];
+	path_in(bad_out, sizeof(bad_out), "missing-dir/x.snap");
+	o.out_path = bad_out;
+	assert_int_equal(bake_image(c, &o, NULL, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "missing-dir"));
+	o.out_path = out;
 	/* A bad reference. */
 	o.kernel_path = kernel;
 	o.image = "oci:";
