@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The whole smbake pipeline: pull, bake key, cache lookup, unpack, bake
  * with the root filesystem over virtio-fs, publish. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -127,6 +128,28 @@ static char *meta_extra(const struct bake_image_opts *o, const struct oci_image 
 	char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(j);
 	return s;
+}
+
+/* With the key's lock held, any temp file of this key's cache entry is a
+ * leftover of a bake that died (killed mid-write): remove it. */
+static void remove_stale_temps(const char *cached)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", cached);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	char prefix[300];
+	snprintf(prefix, sizeof(prefix), ".%s.tmp-", slash + 1);
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (!strncmp(e->d_name, prefix, strlen(prefix)))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
 }
 
 /* ---- the pipeline ----------------------------------------------------------------- */
@@ -271,6 +294,7 @@ int bake_image(struct cache *c, const struct bake_image_opts *o, struct bake_ima
 	if (r < 0)
 		goto out;
 
+	remove_stale_temps(cached);
 	int hit = !o->no_cache && bake_snapshot_check(cached, res->key, NULL);
 	double t1 = now_ms();
 	if (!hit || !cache_rootfs_has(c, img.chain_id)) {

@@ -501,11 +501,24 @@ static void test_bake_image_cache_hit(void **state)
 	snprintf(cached, sizeof(cached), "%s", res.cached_path);
 
 	/* Put a (fake) baked snapshot with that key into the cache: now it is a
-	 * hit, placed at the output without any VM. */
+	 * hit, placed at the output without any VM. A temp file left by a bake
+	 * of this key that was killed is cleaned up; another key's is not. */
 	make_snapshot(cached, key, 7);
+	char stale[4200], other_stale[4200];
+	snprintf(stale, sizeof(stale), "%s", cached);
+	char *sl = strrchr(stale, '/');
+	snprintf(sl + 1, sizeof(stale) - (size_t)(sl + 1 - stale), ".%s.snap.tmp-Ab12Cd", key + 7);
+	snprintf(other_stale, sizeof(other_stale), "%.*s/.%s.snap.tmp-Ab12Cd", (int)(sl - stale),
+		 stale, KEY2 + 7);
+	f = fopen(stale, "w");
+	fclose(f);
+	f = fopen(other_stale, "w");
+	fclose(f);
 	assert_int_equal(bake_image(c, &o, &res, &err), 0);
 	assert_int_equal(res.cache_hit, 1);
 	assert_string_equal(res.key, key);
+	assert_int_equal(access(stale, F_OK), -1);
+	assert_int_equal(access(other_stale, F_OK), 0);
 	assert_same_content(cached, out);
 	assert_true(res.boot_ms == 0 && res.capture_ms == 0 && res.write_ms == 0);
 	assert_true(res.total_ms >= res.pull_ms);
