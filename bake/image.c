@@ -154,7 +154,7 @@ static void remove_stale_temps(const char *cached)
 
 /* ---- the pipeline ----------------------------------------------------------------- */
 
-static int bake_miss(struct cache *c, const struct bake_image_opts *o, const struct oci_image *img,
+static int bake_miss(const struct bake_image_opts *o, const struct oci_image *img,
 		     const char *rootfs, const char *key, const char *platform,
 		     struct bake_image_result *res, struct sm_error *err)
 {
@@ -178,7 +178,6 @@ static int bake_miss(struct cache *c, const struct bake_image_opts *o, const str
 		free(extra);
 		return sm_error_set(err, ENOMEM, "out of memory");
 	}
-	(void)c;
 	const char *wargv[] = {"/bin/sh", "-c", o->warmup, NULL};
 	struct bake_opts bo = {
 		.kernel_path = o->kernel_path,
@@ -320,13 +319,14 @@ int bake_image(struct cache *c, const struct bake_image_opts *o, struct bake_ima
 		} else {
 			snprintf(platform, sizeof(platform), "%s", want_platform);
 		}
-		r = bake_miss(c, o, &img, rootfs, res->key, platform, res, err);
+		r = bake_miss(o, &img, rootfs, res->key, platform, res, err);
 		if (r < 0)
 			goto out;
 	}
 	res->cache_hit = hit;
 	double t2 = now_ms();
-	progress(o, "writing", o->out_path);
+	if (hit)
+		progress(o, "cache hit", cached);
 	r = bake_publish(cached, o->out_path, o->no_link, &res->how, err);
 	res->publish_ms = now_ms() - t2;
 out:

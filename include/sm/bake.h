@@ -147,8 +147,8 @@ struct bake_image_opts {
 	int console_fd;	    /* guest console, -1 discards */
 	int out_fd, err_fd; /* where the warm-up's output goes (-1: discarded) */
 	int timeout_ms;	    /* boot to agent ready; 0: 120 s */
-	/* Called at each phase ("pulling", "unpacking", "booting", "capturing",
-	 * "writing"), with a short detail; may be NULL. */
+	/* Called at each phase ("pulling", "unpacking", "booting", "warming up",
+	 * "capturing", "writing", "cache hit"), with a detail; may be NULL. */
 	void (*progress)(void *ctx, const char *phase, const char *detail);
 	void *progress_ctx;
 };
