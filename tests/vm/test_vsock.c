@@ -5,107 +5,47 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-#include <cmocka.h>
+#include <string.h>
 
-#include "tests/vm/mmio_helper.h"
-#include "vm/vm_internal.h"
-
-struct hdr {
-	uint64_t src_cid, dst_cid;
-	uint32_t src_port, dst_port, len;
-	uint16_t type, op;
-	uint32_t flags, buf_alloc, fwd_cnt;
-} __attribute__((packed));
+#include "tests/vm/vsock_helper.h"
 
 enum { REQUEST = 1, RESPONSE, RST, SHUTDOWN, RW, CREDIT_UPDATE, CREDIT_REQUEST };
 
-#define RX_BUF	   0x20000
-#define RX_STRIDE  0x1100
-#define RX_N	   16
+#define RX_N	   VSOCK_RX_MAX
 #define TX_BUF	   0x50000
 #define TX_STRIDE  0x11000
 #define GUEST_PORT 1234
 
-struct fx {
-	struct vm_mem m;
-	struct virtio_mmio t;
-	struct virtio_vsock *v;
-	struct gq rx, tx, ev;
-	int tx_slot;
-	char dir[64], uds[128];
-	uint32_t guest_fwd;
-};
-
-static void rx_post(struct fx *f, int slot)
-{
-	gq_desc(&f->m, &f->rx, slot, RX_BUF + (uint64_t)slot * RX_STRIDE, 44 + 4096, F_WRITE, 0);
-	gq_publish(&f->m, &f->rx, (uint16_t)slot);
-}
-
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-	f->m = gmem_new();
-	snprintf(f->dir, sizeof(f->dir), "/tmp/sm-vsock-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->uds, sizeof(f->uds), "%s/v.sock", f->dir);
-	struct sm_error err = {0};
-	assert_int_equal(virtio_vsock_create(&f->v, f->uds, 3, &err), 0);
-	assert_int_equal(virtio_mmio_init(&f->t, &virtio_vsock_ops, f->v, &f->m, &err), 0);
-	virtio_vsock_attach(f->v, &f->t);
-	assert_int_equal(drv_negotiate(&f->t) & 8, 8);
+	struct vsock_fx *f = vsock_fx_new(RX_N);
 	uint64_t cid;
 	virtio_mmio_access(&f->t, 0x100, (uint8_t *)&cid, 8, 0);
-	assert_int_equal(cid, 3);
-	gq_init(&f->rx, RX_N, 0x1000);
-	gq_init(&f->tx, 16, 0x4000);
-	gq_init(&f->ev, 4, 0x7000);
-	assert_int_equal(drv_setup_queue(&f->t, 0, &f->rx), 1);
-	assert_int_equal(drv_setup_queue(&f->t, 1, &f->tx), 1);
-	assert_int_equal(drv_setup_queue(&f->t, 2, &f->ev), 1);
-	drv_ok(&f->t);
-	for (int i = 0; i < RX_N; i++)
-		rx_post(f, i);
-	mw(&f->t, 0x50, 0);
+	assert_int_equal(cid, VSOCK_GUEST_CID);
 	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	virtio_vsock_destroy(f->v);
-	virtio_mmio_destroy(&f->t);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	assert_int_equal(system(cmd), 0);
-	free(f->m.host);
-	free(f);
+	vsock_fx_free(*state);
 	return 0;
 }
 
 /* Guest sends one packet on the tx queue and kicks. */
-static void tx_pkt(struct fx *f, uint32_t src_port, uint32_t dst_port, uint16_t op, uint32_t flags,
-		   const void *data, uint32_t len, uint32_t buf_alloc)
+static void tx_pkt(struct vsock_fx *f, uint32_t src_port, uint32_t dst_port, uint16_t op,
+		   uint32_t flags, const void *data, uint32_t len, uint32_t buf_alloc)
 {
-	struct hdr h = {.src_cid = 3,
-			.dst_cid = 2,
-			.src_port = src_port,
-			.dst_port = dst_port,
-			.len = len,
-			.type = 1,
-			.op = op,
-			.flags = flags,
-			.buf_alloc = buf_alloc,
-			.fwd_cnt = f->guest_fwd};
+	struct vsock_hdr h = {.src_cid = 3,
+			      .dst_cid = 2,
+			      .src_port = src_port,
+			      .dst_port = dst_port,
+			      .len = len,
+			      .type = 1,
+			      .op = op,
+			      .flags = flags,
+			      .buf_alloc = buf_alloc,
+			      .fwd_cnt = f->guest_fwd};
 	int slot = f->tx_slot++ % 4;
 	uint64_t at = TX_BUF + (uint64_t)slot * TX_STRIDE;
 	memcpy(f->m.host + at, &h, sizeof(h));
@@ -119,38 +59,31 @@ static void tx_pkt(struct fx *f, uint32_t src_port, uint32_t dst_port, uint16_t 
 }
 
 /* Next packet the device put in the rx queue; reposts the buffer. */
-static int rx_pkt(struct fx *f, struct hdr *h, uint8_t *data)
+static int rx_pkt(struct vsock_fx *f, struct vsock_hdr *h, uint8_t *data)
 {
 	uint32_t id, len;
 	if (!gq_used(&f->m, &f->rx, &id, &len))
 		return 0;
 	assert_true(id < RX_N);
 	assert_true(len >= sizeof(*h));
-	uint8_t *p = f->m.host + RX_BUF + (uint64_t)id * RX_STRIDE;
+	uint8_t *p = f->m.host + VSOCK_RX_BUF + (uint64_t)id * VSOCK_RX_STRIDE;
 	memcpy(h, p, sizeof(*h));
 	assert_int_equal(h->len, len - sizeof(*h));
 	if (data)
 		memcpy(data, p + sizeof(*h), h->len);
-	rx_post(f, (int)id);
+	vsock_fx_rx_post(f, (int)id);
 	return 1;
 }
 
-static void pump(struct fx *f)
+static void pump(struct vsock_fx *f)
 {
 	virtio_vsock_process(f->v);
 }
 
-static int host_connect(struct fx *f, uint32_t port, uint32_t *local, int respond)
+static int host_connect(struct vsock_fx *f, uint32_t port, uint32_t *local, int respond)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	strcpy(sa.sun_path, f->uds);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	char line[32];
-	int n = snprintf(line, sizeof(line), "CONNECT %u\n", port);
-	assert_int_equal(write(fd, line, (size_t)n), n);
-	pump(f);
-	struct hdr h;
+	int fd = vsock_fx_host_connect(f, port);
+	struct vsock_hdr h;
 	assert_int_equal(rx_pkt(f, &h, NULL), 1);
 	assert_int_equal(h.op, REQUEST);
 	assert_int_equal(h.src_cid, 2);
@@ -173,7 +106,7 @@ static int host_connect(struct fx *f, uint32_t port, uint32_t *local, int respon
 
 static void test_handshake(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	uint32_t local;
 	int fd = host_connect(f, GUEST_PORT, &local, 1);
 	int est, total;
@@ -185,7 +118,7 @@ static void test_handshake(void **state)
 
 static void test_handshake_refused(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	uint32_t local;
 	int fd = host_connect(f, GUEST_PORT, &local, 0);
 	tx_pkt(f, GUEST_PORT, local, RST, 0, NULL, 0, 0);
@@ -200,23 +133,20 @@ static void test_handshake_refused(void **state)
 
 static void test_bad_handshake_line(void **state)
 {
-	struct fx *f = *state;
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	strcpy(sa.sun_path, f->uds);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	struct vsock_fx *f = *state;
+	int fd = vsock_fx_dial(f);
 	assert_int_equal(write(fd, "CONNECT x99\n", 12), 12);
 	pump(f);
 	char c;
 	assert_int_equal(read(fd, &c, 1), 0);
 	close(fd);
-	struct hdr h;
+	struct vsock_hdr h;
 	assert_int_equal(rx_pkt(f, &h, NULL), 0);
 }
 
 static void test_guest_to_host_and_credit(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	uint32_t local;
 	int fd = host_connect(f, GUEST_PORT, &local, 1);
 	uint8_t data[3000];
@@ -238,7 +168,7 @@ static void test_guest_to_host_and_credit(void **state)
 	assert_int_equal(c.buf_alloc, VIRTIO_VSOCK_BUF_ALLOC);
 	/* A credit request is answered with our counters. */
 	tx_pkt(f, GUEST_PORT, local, CREDIT_REQUEST, 0, NULL, 0, 4096);
-	struct hdr h;
+	struct vsock_hdr h;
 	assert_int_equal(rx_pkt(f, &h, NULL), 1);
 	assert_int_equal(h.op, CREDIT_UPDATE);
 	assert_int_equal(h.fwd_cnt, 3000);
@@ -248,7 +178,7 @@ static void test_guest_to_host_and_credit(void **state)
 
 static void test_host_to_guest_respects_credit(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	uint32_t local;
 	int fd = host_connect(f, GUEST_PORT, &local, 1); /* guest buf_alloc 4096 */
 	static uint8_t data[10000];
@@ -257,7 +187,7 @@ static void test_host_to_guest_respects_credit(void **state)
 	assert_int_equal(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
 	static uint8_t got[10000];
 	size_t n = 0;
-	struct hdr h;
+	struct vsock_hdr h;
 	pump(f);
 	while (rx_pkt(f, &h, got + n)) {
 		assert_int_equal(h.op, RW);
@@ -296,11 +226,11 @@ static void test_host_to_guest_respects_credit(void **state)
 
 static void test_guest_exceeds_credit(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	uint32_t local;
 	int fd = host_connect(f, GUEST_PORT, &local, 1);
 	static uint8_t chunk[65536];
-	struct hdr h;
+	struct vsock_hdr h;
 	int rst = 0;
 	/* The host never reads: more than buf_alloc in flight gets a reset. */
 	for (int i = 0; i < 32 && !rst; i++) {
@@ -318,12 +248,12 @@ static void test_guest_exceeds_credit(void **state)
 
 static void test_guest_shutdown(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	uint32_t local;
 	int fd = host_connect(f, GUEST_PORT, &local, 1);
 	tx_pkt(f, GUEST_PORT, local, RW, 0, "bye", 3, 4096);
 	tx_pkt(f, GUEST_PORT, local, SHUTDOWN, 3, NULL, 0, 4096);
-	struct hdr h;
+	struct vsock_hdr h;
 	assert_int_equal(rx_pkt(f, &h, NULL), 1);
 	assert_int_equal(h.op, RST);
 	pump(f);
@@ -335,10 +265,10 @@ static void test_guest_shutdown(void **state)
 
 static void test_guest_connect(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	/* No listener on the host for port 5000: RST. */
 	tx_pkt(f, 777, 5000, REQUEST, 0, NULL, 0, 4096);
-	struct hdr h;
+	struct vsock_hdr h;
 	assert_int_equal(rx_pkt(f, &h, NULL), 1);
 	assert_int_equal(h.op, RST);
 	assert_int_equal(h.dst_port, 777);
@@ -379,19 +309,19 @@ static void test_guest_connect(void **state)
 
 static void test_hostile_packets(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	uint32_t local;
 	int fd = host_connect(f, GUEST_PORT, &local, 1);
-	struct hdr h;
+	struct vsock_hdr h;
 	/* hdr.len claims more than the buffer holds: RST, nothing read past it. */
-	struct hdr bad = {.src_cid = 3,
-			  .dst_cid = 2,
-			  .src_port = GUEST_PORT,
-			  .dst_port = local,
-			  .len = 0xffffffff,
-			  .type = 1,
-			  .op = RW,
-			  .buf_alloc = 4096};
+	struct vsock_hdr bad = {.src_cid = 3,
+				.dst_cid = 2,
+				.src_port = GUEST_PORT,
+				.dst_port = local,
+				.len = 0xffffffff,
+				.type = 1,
+				.op = RW,
+				.buf_alloc = 4096};
 	memcpy(f->m.host + TX_BUF, &bad, sizeof(bad));
 	gq_desc(&f->m, &f->tx, 0, TX_BUF, sizeof(bad) + 10, 0, 0);
 	gq_publish(&f->m, &f->tx, 0);
@@ -406,13 +336,13 @@ static void test_hostile_packets(void **state)
 	mw(&f->t, 0x50, 1);
 	assert_int_equal(gq_used(&f->m, &f->tx, &id, &l), 1);
 	/* Header split over two descriptors still parses. */
-	struct hdr req = {.src_cid = 3,
-			  .dst_cid = 2,
-			  .src_port = 9,
-			  .dst_port = 6000,
-			  .type = 1,
-			  .op = REQUEST,
-			  .buf_alloc = 4096};
+	struct vsock_hdr req = {.src_cid = 3,
+				.dst_cid = 2,
+				.src_port = 9,
+				.dst_port = 6000,
+				.type = 1,
+				.op = REQUEST,
+				.buf_alloc = 4096};
 	memcpy(f->m.host + TX_BUF, &req, 20);
 	memcpy(f->m.host + TX_BUF + 0x1000, (uint8_t *)&req + 20, sizeof(req) - 20);
 	gq_desc(&f->m, &f->tx, 2, TX_BUF, 20, F_NEXT, 3);
@@ -424,7 +354,7 @@ static void test_hostile_packets(void **state)
 	assert_int_equal(h.op, RST); /* nobody listens on 6000 */
 	assert_int_equal(h.dst_port, 9);
 	/* Wrong source CID: dropped silently. */
-	struct hdr spoof = req;
+	struct vsock_hdr spoof = req;
 	spoof.src_cid = 99;
 	memcpy(f->m.host + TX_BUF, &spoof, sizeof(spoof));
 	gq_desc(&f->m, &f->tx, 4, TX_BUF, sizeof(spoof), 0, 0);
@@ -444,17 +374,14 @@ static void test_hostile_packets(void **state)
 
 static void test_rx_buffer_too_small(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	/* Replace all rx buffers by tiny ones: packets cannot be delivered, but
 	 * the device neither crashes nor writes past them. */
-	struct hdr h;
+	struct vsock_hdr h;
 	while (rx_pkt(f, &h, NULL))
 		;
 	uint32_t local;
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	strcpy(sa.sun_path, f->uds);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	int fd = vsock_fx_dial(f);
 	assert_int_equal(write(fd, "CONNECT 5\n", 10), 10);
 	(void)local;
 	/* consume every posted buffer so only the tiny one remains */
@@ -471,8 +398,7 @@ static void test_rx_buffer_too_small(void **state)
 	drv_ok(&f->t);
 	gq_desc(&f->m, &f->rx, 0, 0x90000, 16, F_WRITE, 0);
 	gq_publish(&f->m, &f->rx, 0);
-	fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	fd = vsock_fx_dial(f);
 	assert_int_equal(write(fd, "CONNECT 5\n", 10), 10);
 	pump(f);
 	uint32_t id, l;
@@ -487,7 +413,7 @@ static void test_rx_buffer_too_small(void **state)
  * may crash or touch memory outside the guest (run under ASan in CI). */
 static void test_random_driver(void **state)
 {
-	struct fx *f = *state;
+	struct vsock_fx *f = *state;
 	srand(12345);
 	uint32_t local;
 	int fd = host_connect(f, GUEST_PORT, &local, 1);
