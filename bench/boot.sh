@@ -14,15 +14,9 @@
 # Env: SM_BUILD (default build), SM_KERNEL (default kernel/build.sh --path).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${1:-5}
-build=$(realpath "${SM_BUILD:-build}")
-kernel=${SM_KERNEL:-$(kernel/build.sh --path)}
-[ -x "$build/tools/smrun" ] || { echo "boot bench: build smrun first ($build)" >&2; exit 1; }
-[ -f "$kernel" ] || { echo "boot bench: no kernel at $kernel (kernel/build.sh)" >&2; exit 1; }
-out=$(mktemp -d "$build/.bootbench.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-"$build/tools/smrun" --agent "$build/agent/sminit" --write-initrd "$out/initrd.cpio"
-cp "$kernel" "$out/vmlinux"
+bench_init boot smrun
 
 cat >"$out/inner.py" <<'PY'
 import json, os, shutil, statistics, subprocess, sys, threading, time
@@ -94,8 +88,8 @@ for n in range(runs):
               open(out + "/samples.json", "w"))
 PY
 
-tests/kvmhost/run --timeout $((120 + runs * 90)) --rw "$out" -- python3 "$out/inner.py" "$out" "$build/tools/smrun" "$runs" >&2 ||
-	echo "boot bench: the emulated host failed; using the samples collected so far" >&2
+bench_kvmhost --timeout $((120 + runs * 90)) --rw "$out" -- python3 "$out/inner.py" "$out" "$build/tools/smrun" "$runs"
+bench_samples
 python3 - "$out/samples.json" <<'PY'
 import json, statistics, sys
 s = json.load(open(sys.argv[1]))

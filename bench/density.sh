@@ -13,20 +13,12 @@
 #      SM_BENCH_OUT (if set: raw samples to $SM_BENCH_OUT/density.samples.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(10 50)
-build=$(realpath "${SM_BUILD:-build}")
-kernel=${SM_KERNEL:-$(kernel/build.sh --path)}
 guest_mib=${SM_DENSITY_GUEST_MIB:-128}
 host_mib=${SM_DENSITY_HOST_MIB:-6144}
-for t in smrun smrestore; do
-	[ -x "$build/tools/$t" ] || { echo "density bench: build $t first ($build)" >&2; exit 1; }
-done
-[ -f "$kernel" ] || { echo "density bench: no kernel at $kernel (kernel/build.sh)" >&2; exit 1; }
-out=$(mktemp -d "$build/.densitybench.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-"$build/tools/smrun" --agent "$build/agent/sminit" --write-initrd "$out/initrd.cpio"
-cp "$kernel" "$out/vmlinux"
+bench_init density smrun smrestore
 
 cat >"$out/inner.py" <<'PY'
 import json, os, shutil, subprocess, sys, time
@@ -125,14 +117,9 @@ PY
 
 total=0
 for n in "${counts[@]}"; do total=$((total + 60 + n * 8)); done
-tests/kvmhost/run --mem "$host_mib" --timeout $((300 + total)) --rw "$out" -- \
-	python3 "$out/inner.py" "$out" "$build" "$guest_mib" "${counts[@]}" >&2 ||
-	echo "density bench: the emulated host failed; using the samples collected so far" >&2
-[ -f "$out/samples.json" ] || { echo "density bench: no samples" >&2; exit 1; }
-if [ -n "${SM_BENCH_OUT:-}" ]; then
-	mkdir -p "$SM_BENCH_OUT"
-	cp "$out/samples.json" "$SM_BENCH_OUT/density.samples.json"
-fi
+bench_kvmhost --mem "$host_mib" --timeout $((300 + total)) --rw "$out" -- \
+	python3 "$out/inner.py" "$out" "$build" "$guest_mib" "${counts[@]}"
+bench_samples
 python3 - "$out/samples.json" <<'PY'
 import json, statistics, sys
 s = json.load(open(sys.argv[1]))

@@ -17,18 +17,10 @@
 #      SM_BENCH_OUT (if set: raw samples to $SM_BENCH_OUT/restore_qemu.samples.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 runs=${1:-10}
-build=$(realpath "${SM_BUILD:-build}")
-kernel=${SM_KERNEL:-$(kernel/build.sh --path)}
-for t in smrun smrestore; do
-	[ -x "$build/tools/$t" ] || { echo "restore_qemu bench: build $t first ($build)" >&2; exit 1; }
-done
-[ -f "$kernel" ] || { echo "restore_qemu bench: no kernel at $kernel (kernel/build.sh)" >&2; exit 1; }
 command -v qemu-system-x86_64 >/dev/null || { echo "restore_qemu bench: no qemu-system-x86_64" >&2; exit 1; }
-out=$(mktemp -d "$build/.restoreqemubench.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-"$build/tools/smrun" --agent "$build/agent/sminit" --write-initrd "$out/initrd.cpio"
-cp "$kernel" "$out/vmlinux"
+bench_init restore_qemu smrun smrestore
 
 cat >"$out/inner.py" <<'PY'
 import json, os, shutil, socket, subprocess, sys, threading, time
@@ -185,13 +177,8 @@ for n in range(len(s["qemu_incoming_running_ms"]), runs):
     json.dump(s, open(out + "/samples.json", "w"))
 PY
 
-tests/kvmhost/run --timeout $((300 + runs * 60)) --rw "$out" -- python3 "$out/inner.py" "$out" "$build" "$runs" >&2 ||
-	echo "restore_qemu bench: the emulated host failed; using the samples collected so far" >&2
-[ -f "$out/samples.json" ] || { echo "restore_qemu bench: no samples" >&2; exit 1; }
-if [ -n "${SM_BENCH_OUT:-}" ]; then
-	mkdir -p "$SM_BENCH_OUT"
-	cp "$out/samples.json" "$SM_BENCH_OUT/restore_qemu.samples.json"
-fi
+bench_kvmhost --timeout $((300 + runs * 60)) --rw "$out" -- python3 "$out/inner.py" "$out" "$build" "$runs"
+bench_samples
 python3 - "$out/samples.json" <<'PY'
 import json, statistics, sys
 s = json.load(open(sys.argv[1]))

@@ -29,7 +29,7 @@ done
 if [ ${#areas[@]} -eq 0 ]; then
 	for f in bench/*.sh; do
 		a=$(basename "$f" .sh)
-		case "$a" in run | plot) ;; *) areas+=("$a") ;; esac
+		case "$a" in run | plot | lib) ;; *) areas+=("$a") ;; esac
 	done
 fi
 mkdir -p "$out"
