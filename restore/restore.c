@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -16,6 +17,7 @@
 #include "sm/format.h"
 #include "sm/restore.h"
 #include "sm/vm.h"
+#include "uffd.h"
 
 static double now_ms(void)
 {
@@ -163,6 +165,8 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 
 	struct fmt_reader *rd = NULL;
 	struct vm *vm = NULL;
+	struct restore_uffd *uffd = NULL;
+	void *ram = NULL; /* lazy_uffd: guest RAM until vm_create takes it */
 	char *root = NULL, *mem_path = NULL, *fs_root = NULL;
 	char dir[] = "/tmp/smrestore-XXXXXX";
 	int have_dir = 0, conn = -1;
@@ -191,9 +195,13 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	}
 	t->validate_ms = now_ms() - t0;
 
-	r = cache_root(o, &root, err);
-	if (r == 0)
-		r = memory_image(rd, root, info.mem_size, &mem_path, &t->cache_hit, err);
+	if (o->lazy_uffd) {
+		r = restore_uffd_start(rd, info.mem_size, &uffd, &ram, err);
+	} else {
+		r = cache_root(o, &root, err);
+		if (r == 0)
+			r = memory_image(rd, root, info.mem_size, &mem_path, &t->cache_hit, err);
+	}
 	if (r < 0) {
 		sm_error_wrap(err, "snapshot %s", o->snapshot);
 		goto out;
@@ -213,20 +221,26 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		.vsock_uds = uds,
 		.no_rng = !info.has_rng,
 		.restore_mem = mem_path,
+		.restore_ram = ram,
 		.fs_root = fs_root,
 		.fs_dax_mib = info.fs_dax_len >> 20,
 	};
+	ram = NULL; /* vm_create takes it over, even when it fails */
 	r = vm_create(&vm, &cfg, err);
 	if (r < 0)
 		goto out;
+	if (uffd)
+		restore_uffd_attach(uffd, vm);
 	t->create_ms = now_ms() - t0;
 	r = vm_snapshot_load(vm, rd, err);
 	if (r < 0) {
 		sm_error_wrap(err, "snapshot %s", o->snapshot);
 		goto out;
 	}
-	fmt_reader_close(rd);
-	rd = NULL;
+	if (!uffd) { /* the uffd handler reads memory from it until the end */
+		fmt_reader_close(rd);
+		rd = NULL;
+	}
 	t->state_ms = now_ms() - t0;
 	r = vm_start(vm, err);
 	if (r < 0)
@@ -294,7 +308,25 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 out:
 	if (conn >= 0)
 		close(conn);
+	if (uffd)
+		restore_uffd_attach(uffd, NULL);
 	vm_destroy(vm);
+	if (ram)
+		munmap(ram, info.mem_size);
+	if (uffd) {
+		struct restore_uffd_stats us;
+		struct sm_error uerr = {0};
+		int ur = restore_uffd_stop(uffd, &us, &uerr);
+		t->uffd_faults = us.faults;
+		t->uffd_copied_pages = us.copied_pages;
+		t->uffd_zero_pages = us.zero_pages;
+		t->uffd_fill_ms = us.fill_ms;
+		if (ur < 0) { /* the real cause of a VM stopped by the handler */
+			r = ur;
+			if (err)
+				*err = uerr;
+		}
+	}
 	fmt_reader_close(rd);
 	if (have_dir) {
 		char p[160];

@@ -668,7 +668,9 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 				    (unsigned long long)(VM_MMIO_GAP_START >> 20));
 	vm->mem.size = mib << 20;
 	void *ram;
-	if (cfg->restore_mem) {
+	if (cfg->restore_ram) {
+		ram = vm->mem.host; /* taken over by vm_create */
+	} else if (cfg->restore_mem) {
 		/* Copy-on-write view of a memory image shared by all restores. */
 		sm_autoclose int mfd = open(cfg->restore_mem, O_RDONLY | O_CLOEXEC);
 		struct stat mst;
@@ -777,19 +779,32 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct sm_error *err
 {
 	*out = NULL;
 	int ncpus = cfg->ncpus ? cfg->ncpus : 1;
+	struct vm *vm = NULL;
+	int r = 0;
 	if (ncpus < 1 || ncpus > VM_MAX_VCPUS)
-		return sm_error_set(err, EINVAL, "vCPU count %d out of range (1..%d)", ncpus,
-				    VM_MAX_VCPUS);
-	if (!cfg->kernel_path && !cfg->restore_mem)
-		return sm_error_set(err, EINVAL, "no kernel given");
-	struct vm *vm = calloc(1, sizeof(*vm));
-	if (!vm)
-		return sm_error_set(err, ENOMEM, "out of memory");
+		r = sm_error_set(err, EINVAL, "vCPU count %d out of range (1..%d)", ncpus,
+				 VM_MAX_VCPUS);
+	else if (!cfg->kernel_path && !cfg->restore_mem && !cfg->restore_ram)
+		r = sm_error_set(err, EINVAL, "no kernel given");
+	else if (cfg->restore_mem && cfg->restore_ram)
+		r = sm_error_set(err, EINVAL, "both restore_mem and restore_ram given");
+	else if (!(vm = calloc(1, sizeof(*vm))))
+		r = sm_error_set(err, ENOMEM, "out of memory");
+	if (r < 0) {
+		if (cfg->restore_ram) /* taken over even on failure */
+			munmap(cfg->restore_ram, (uint64_t)(cfg->mem_mib ? cfg->mem_mib : 256)
+							 << 20);
+		return r;
+	}
+	if (cfg->restore_ram) { /* ours from here on: vm_destroy unmaps it */
+		vm->mem.host = cfg->restore_ram;
+		vm->mem.size = (uint64_t)(cfg->mem_mib ? cfg->mem_mib : 256) << 20;
+	}
 	vm->kvm_fd = vm->vm_fd = -1;
 	for (int i = 0; i < VM_MAX_VCPUS; i++)
 		vm->vcpus[i].fd = -1;
 	vm->ncpus = ncpus;
-	vm->restoring = cfg->restore_mem != NULL;
+	vm->restoring = cfg->restore_mem != NULL || cfg->restore_ram != NULL;
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);
@@ -799,10 +814,12 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct sm_error *err
 		pthread_mutex_destroy(&vm->stop_lock);
 		pthread_mutex_destroy(&vm->pause_lock);
 		pthread_cond_destroy(&vm->pause_cond);
+		if (vm->mem.host)
+			munmap(vm->mem.host, vm->mem.size);
 		free(vm);
 		return sm_error_errno(err, e, "eventfd");
 	}
-	int r = create_locked(vm, cfg, err);
+	r = create_locked(vm, cfg, err);
 	if (r < 0) {
 		vm_destroy(vm);
 		return r;

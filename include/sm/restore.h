@@ -32,6 +32,10 @@ struct restore_opts {
 	/* A snapshot with a virtio-fs root: the directory to share (NULL: the
 	 * metadata's "rootfs"). It must hold what the snapshot was baked from. */
 	const char *rootfs;
+	/* 1 (--lazy=uffd): no decompressed memory image; guest RAM is anonymous
+	 * memory that a userfaultfd handler fills on first touch from the
+	 * snapshot's compressed frames (restore/uffd.c). 0: the cached image. */
+	int lazy_uffd;
 };
 
 /* Where a restore spent its time, in milliseconds from the start of
@@ -45,6 +49,11 @@ struct restore_timings {
 	double agent_ms;    /* connected to the guest agent */
 	double done_ms;	    /* command finished */
 	int cache_hit;	    /* the memory image was already cached */
+	/* lazy_uffd only: what the userfaultfd handler did up to the VM's end */
+	uint64_t uffd_faults;	    /* fault messages */
+	uint64_t uffd_copied_pages; /* pages decompressed and copied in */
+	uint64_t uffd_zero_pages;   /* pages mapped to the zero page */
+	double uffd_fill_ms;	    /* handler time spent filling */
 };
 
 /* Path of the cached memory image for the snapshot open as FMT reader R

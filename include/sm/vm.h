@@ -404,6 +404,11 @@ struct vm_config {
 	 * (MAP_PRIVATE) instead of fresh RAM; no kernel, initrd or boot setup
 	 * (kernel_path may be NULL). State comes from vm_snapshot_load(). */
 	const char *restore_mem;
+	/* Restore: use this already-mapped guest RAM (mem_mib MiB, page-aligned,
+	 * e.g. anonymous memory registered with userfaultfd) as it is. vm_create
+	 * takes it over in every case: vm_destroy (or a failing vm_create)
+	 * munmaps it. Like restore_mem otherwise; exclusive with it. */
+	void *restore_ram;
 };
 
 enum vm_stop_reason {
