@@ -92,6 +92,10 @@ port=$(freeport)
 start_registry "$port"
 reg=127.0.0.1:$port
 
+# Each smrestore gets this long (s) before it is stopped (SIGTERM, forwarded
+# to CMD): a hung guest fails its check instead of the whole test's time.
+restore_timeout=${SM_BAKE_RESTORE_TIMEOUT:-90}
+
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # bake IMAGE SNAP [smbake options]: a fresh bake; its --json line in SNAP.json
@@ -124,7 +128,8 @@ check() {
 	local name=$1 want_rc=$2 want_out=$3
 	shift 3
 	local rc=0 out
-	"$smrestore" "$@" <"${stdin_file:-/dev/null}" >"$work/out" 2>"$work/err" || rc=$?
+	timeout -k 5 "$restore_timeout" "$smrestore" "$@" <"${stdin_file:-/dev/null}" \
+		>"$work/out" 2>"$work/err" || rc=$?
 	out=$(cat "$work/out")
 	if [ "$rc" != "$want_rc" ] || [ "$out" != "$want_out" ]; then
 		fail "$name: exit $rc (want $want_rc), stdout '$(head -c 600 "$work/out")' (want '$want_out'); stderr: $(head -c 2000 "$work/err")"
@@ -138,7 +143,8 @@ refused() {
 	local name=$1 pat=$2
 	shift 2
 	local rc=0
-	"$smrestore" "$@" </dev/null >"$work/out" 2>"$work/err" || rc=$?
+	timeout -k 5 "$restore_timeout" "$smrestore" "$@" </dev/null >"$work/out" 2>"$work/err" ||
+		rc=$?
 	[ "$rc" = 125 ] || fail "$name: exit $rc (want 125); stderr: $(cat "$work/err")"
 	[ ! -s "$work/out" ] || fail "$name: the command ran: $(cat "$work/out")"
 	[ "$(wc -l <"$work/err")" = 1 ] || fail "$name: want one line on stderr, got: $(cat "$work/err")"
@@ -150,15 +156,15 @@ refused() {
 # two restores do not share random state.
 clock_and_rng() {
 	local snap=$1 g h r1 r2
-	g=$("$smrestore" "$snap" --no-stdin -- date +%s) || fail "date"
+	g=$(timeout -k 5 "$restore_timeout" "$smrestore" "$snap" --no-stdin -- date +%s) || fail "date"
 	h=$(date +%s)
 	[ $((h - g)) -le 3 ] && [ $((g - h)) -le 3 ] ||
 		fail "guest clock $g vs host $h (baked at $(stat -c %Y "$snap"))"
 	echo "ok: date in a restore is the current time ($g vs host $h)"
-	r1=$("$smrestore" "$snap" --no-stdin -- sh -c 'head -c16 /dev/urandom | od -An -tx1') ||
-		fail "urandom 1"
-	r2=$("$smrestore" "$snap" --no-stdin -- sh -c 'head -c16 /dev/urandom | od -An -tx1') ||
-		fail "urandom 2"
+	r1=$(timeout -k 5 "$restore_timeout" "$smrestore" "$snap" --no-stdin --console "$work/rng1" -- \
+		sh -c 'head -c16 /dev/urandom | od -An -tx1') || fail "urandom 1: exit $?; $(tail -n 20 "$work/rng1")"
+	r2=$(timeout -k 5 "$restore_timeout" "$smrestore" "$snap" --no-stdin --console "$work/rng2" -- \
+		sh -c 'head -c16 /dev/urandom | od -An -tx1') || fail "urandom 2: exit $?; $(tail -n 20 "$work/rng2")"
 	[ -n "$r1" ] && [ "$r1" != "$r2" ] || fail "two restores read the same random bytes: $r1"
 	echo "ok: /dev/urandom differs between two restores"
 }
@@ -168,7 +174,8 @@ parallel() {
 	local snap=$1 n=$2 i t0 pids=()
 	t0=$(date +%s%N)
 	for i in $(seq "$n"); do
-		"$smrestore" "$snap" --no-stdin -- sh -c "echo par $i" >"$work/par$i" 2>"$work/par$i.err" &
+		timeout -k 5 $((restore_timeout * 3)) "$smrestore" "$snap" --no-stdin -- sh -c "echo par $i" \
+			>"$work/par$i" 2>"$work/par$i.err" &
 		pids+=($!)
 	done
 	for i in $(seq "$n"); do

@@ -30,7 +30,7 @@ assert m["config"]["Cmd"] == ["/bin/bash"], m["config"]
 print(m["rootfs"])') || fail "snapshot metadata"
 
 	local rc=0 out
-	out=$("$smrestore" "$snap" --no-stdin -- cat /etc/os-release) || rc=$?
+	out=$(timeout -k 5 "$restore_timeout" "$smrestore" "$snap" --no-stdin -- cat /etc/os-release) || rc=$?
 	[ "$rc" = 0 ] || fail "cat /etc/os-release: exit $rc"
 	grep -qx 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"' <<<"$out" ||
 		fail "/etc/os-release is not Debian bookworm: $out"
@@ -56,8 +56,8 @@ print(m["rootfs"])') || fail "snapshot metadata"
 		'[ -e /tmp/f ] && echo leak-tmp; [ -e /etc/new ] && echo leak-etc; cat /etc/debian_version'
 	[ ! -e "$rootfs/etc/new" ] || fail "a restore wrote into the cache's rootfs"
 
-	clock_and_rng "$snap"
 	parallel "$snap" 5
+	clock_and_rng "$snap"
 	echo "PASS: bake_debian"
 }
 
