@@ -32,6 +32,11 @@ static const char usage[] =
 	"                       Cmd is then dropped); \"\" clears the Entrypoint\n"
 	"  -i, --interactive    forward stdin to CMD (the default)\n"
 	"      --no-stdin       do not forward stdin (CMD reads /dev/null)\n"
+	"      --rootfs DIR     share DIR as the image root instead of the one recorded\n"
+	"                       at bake time (it must hold the same files)\n"
+	"      --lazy=MODE      guest memory: 'cow' (default) maps a decompressed image\n"
+	"                       kept in the cache copy-on-write; 'uffd' fills pages from\n"
+	"                       the snapshot's compressed chunks on first touch\n"
 	"      --console DEST   guest console: 'none' (default), '-' stderr, or a file\n"
 	"      --cache DIR      cache root (default $SM_CACHE, else ~/.cache/supermachine)\n"
 	"      --timeout SECS   how long to wait for the agent (default 30)\n"
@@ -49,7 +54,7 @@ int main(int argc, char **argv)
 {
 	const char *snap = NULL, *console = "none", *cache = NULL;
 	unsigned long timeout = 30;
-	int timing = 0, no_stdin = 0, interactive = 0, i;
+	int timing = 0, no_stdin = 0, interactive = 0, lazy_uffd = 0, i;
 	struct restore_cmd_opts c = {0};
 	sm_autofree const char **env = calloc((size_t)argc + 2, sizeof(char *));
 	uint32_t envc = 0;
@@ -95,6 +100,22 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--entrypoint")) {
 			NEED_ARG;
 			c.entrypoint = v;
+		} else if (!strcmp(a, "--rootfs")) {
+			NEED_ARG;
+			c.rootfs = v;
+		} else if (!strncmp(a, "--lazy", 6) && (a[6] == '=' || !a[6])) {
+			const char *m = a[6] == '=' ? a + 7 : v;
+			if (!a[6])
+				NEED_ARG;
+			if (!strcmp(m, "uffd")) {
+				lazy_uffd = 1;
+			} else if (!strcmp(m, "cow")) {
+				lazy_uffd = 0;
+			} else {
+				fprintf(stderr,
+					"smrestore: bad --lazy mode '%s' (want cow or uffd)\n", m);
+				return 125;
+			}
 		} else if (!strcmp(a, "-i") || !strcmp(a, "--interactive")) {
 			interactive = 1;
 		} else if (!strcmp(a, "--no-stdin")) {
@@ -192,6 +213,8 @@ int main(int argc, char **argv)
 		.console_fd = console_fd,
 		.sig_fd = sig_fd,
 		.timeout_ms = (int)timeout * 1000,
+		.rootfs = c.rootfs,
+		.lazy_uffd = lazy_uffd,
 	};
 	struct restore_timings t;
 	int status = 125;
