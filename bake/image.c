@@ -299,7 +299,7 @@ int bake_image(struct cache *c, const struct bake_image_opts *o, struct bake_ima
 	if (!hit || !cache_rootfs_has(c, img.chain_id)) {
 		/* A hit whose root filesystem was collected unpacks it again:
 		 * the snapshot names rootfs/<chain id>, which is content-addressed. */
-		progress(o, "unpacking", img.chain_id);
+		progress(o, "unpacking", o->image);
 		r = oci_image_unpack(c, &img, NULL, &rootfs, err);
 		if (r < 0) {
 			sm_error_wrap(err, "cannot unpack %s", o->image);
@@ -326,7 +326,7 @@ int bake_image(struct cache *c, const struct bake_image_opts *o, struct bake_ima
 	res->cache_hit = hit;
 	double t2 = now_ms();
 	if (hit)
-		progress(o, "cache hit", cached);
+		progress(o, "cache hit", res->key);
 	r = bake_publish(cached, o->out_path, o->no_link, &res->how, err);
 	res->publish_ms = now_ms() - t2;
 out:

@@ -388,11 +388,11 @@ int main(int argc, char **argv)
 			return fail("cannot write to stdout");
 	} else if (!quiet) {
 		if (res.cache_hit)
-			fprintf(stderr, "smbake: %s: cache hit (%s), %s %s in %.0f ms\n", out,
-				res.key, how_name(res.how), res.cached_path, total);
+			fprintf(stderr, "smbake: %s ready: cache hit, %s from %s in %.0f ms\n", out,
+				how_name(res.how), res.cached_path, total);
 		else
-			fprintf(stderr, "smbake: %s: baked in %.1f s (key %s)\n", out, total / 1000,
-				res.key);
+			fprintf(stderr, "smbake: %s ready: baked in %.1f s (cached as %s)\n", out,
+				total / 1000, res.cached_path);
 	}
 	return 0;
 }
