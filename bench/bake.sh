@@ -2,7 +2,7 @@
 # Bake: `smbake IMAGE -o SNAP --json` of a busybox and a Debian minbase image
 # from a local registry (Debian's docker-registry, started inside the
 # emulated KVM host on loopback), split into the phases smbake reports:
-# pull, unpack, boot, ready, capture, write, total (median of RUNS cold
+# pull, unpack, boot, ready, capture, write, publish, total (median of RUNS cold
 # bakes, each with an empty cache), then one cached re-bake of the same
 # inputs (wall time of the smbake process; target <= 0.2 s) and the size of
 # the snapshot file.
@@ -158,7 +158,7 @@ s = json.load(open(sys.argv[1]))
 print(f"samples: {json.dumps(s)}", file=sys.stderr)
 where = "inside QEMU TCG nested KVM (absolute times are not bare metal)"
 phases = ("pull_ms", "unpack_ms", "boot_ms", "ready_ms", "warmup_ms", "capture_ms", "write_ms",
-          "total_ms")
+          "publish_ms", "total_ms")
 for img, r in s["images"].items():
     cold = r["cold"]
     if cold:

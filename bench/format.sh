@@ -5,12 +5,12 @@
 # taken from this host's real binaries, libraries and headers; sparse
 # struct-like pages; 2% random pages.
 # Usage: bench/format.sh [BUILD_DIR] [format_bench options...]
-#   BUILD_DIR defaults to ./build; the binary is BUILD_DIR/tests/format/format_bench
+#   BUILD_DIR defaults to $SM_BUILD, else ./build; the binary is BUILD_DIR/tests/format/format_bench
 #   (build it with `make -C BUILD_DIR format_bench`). Options are passed
 #   through, e.g. bench/format.sh build --frames 16,64,256,2048 --threads 2.
 #   Set SM_BENCH_CORPUS=none to use generated code/text pages instead.
 set -eu
-B=${1:-build}
+B=${1:-${SM_BUILD:-build}}
 [ $# -gt 0 ] && shift
 BIN=$B/tests/format/format_bench
 [ -x "$BIN" ] || { echo "format.sh: $BIN not built (make -C $B format_bench)" >&2; exit 125; }

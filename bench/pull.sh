@@ -4,7 +4,8 @@
 # image in the same run. Prints per-run times, medians and the ratio.
 #
 # Usage: bench/pull.sh [busybox|debian] [RUNS]
-#   SMBAKE=path/to/smbake (default: build/tools/smbake, then build-oci/tools/smbake)
+#   SMBAKE=path/to/smbake (default: $SM_BUILD/tools/smbake, build/tools/smbake,
+#   then build-oci/tools/smbake)
 # Needs: docker-registry, skopeo, umoci, python3, bc; busybox-static for
 # "busybox"; debootstrap (first run, cached after) for "debian".
 set -eu
@@ -12,7 +13,7 @@ which=${1:-debian}
 runs=${2:-5}
 here=$(cd "$(dirname "$0")/.." && pwd)
 smbake=${SMBAKE:-}
-[ -n "$smbake" ] || for c in "$here/build/tools/smbake" "$here/build-oci/tools/smbake"; do
+[ -n "$smbake" ] || for c in ${SM_BUILD:+"$(realpath "$SM_BUILD")/tools/smbake"} "$here/build/tools/smbake" "$here/build-oci/tools/smbake"; do
 	[ -x "$c" ] && smbake=$c && break
 done
 [ -x "$smbake" ] || { echo "pull.sh: build smbake first or set SMBAKE" >&2; exit 1; }
