@@ -359,6 +359,12 @@ int main(int argc, char **argv)
 	free(env);
 	if (bo.console_fd > 2)
 		close(bo.console_fd);
+	if (r < 0 && (err.errnum == ETIMEDOUT || err.errnum == ECANCELED) && bo.console_fd < 0) {
+		/* The guest did not come up, or died: its console says why. */
+		snprintf(msg, sizeof(msg),
+			 "%s (rerun with --console FILE to see the guest's console)", err.msg);
+		return fail(msg);
+	}
 	if (r < 0)
 		return fail(err.msg);
 	double total = now_ms() - t_start;
