@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -522,6 +524,36 @@ static void test_bake_image_cache_hit(void **state)
 	assert_same_content(cached, out);
 	assert_true(res.boot_ms == 0 && res.capture_ms == 0 && res.write_ms == 0);
 	assert_true(res.total_ms >= res.pull_ms);
+
+	/* While another smbake of this key holds its lock, a second one waits
+	 * (and then finds the entry). */
+	{
+		char lockname[80];
+		int lfd = -1;
+		snprintf(lockname, sizeof(lockname), "bake-%.64s", key + 7);
+		assert_int_equal(cache_lock(c, lockname, &lfd, &err), 0);
+		unlink(out);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(lfd);
+			struct cache *c2 = NULL;
+			struct bake_image_result r2;
+			if (cache_open(root, &c2, &err) < 0 || bake_image(c2, &o, &r2, &err) < 0 ||
+			    !r2.cache_hit)
+				_exit(1);
+			_exit(0);
+		}
+		struct timespec ts = {0, 400 * 1000000L};
+		nanosleep(&ts, NULL);
+		int st;
+		assert_int_equal(waitpid(pid, &st, WNOHANG), 0); /* still waiting */
+		assert_int_equal(access(out, F_OK), -1);
+		close(lfd);
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		assert_same_content(cached, out);
+	}
 
 	/* Same inputs with the env in another order and a duplicate: same key. */
 	const char *env2[] = {"B=0", "B=1"};
