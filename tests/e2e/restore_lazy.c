@@ -6,10 +6,13 @@
  *
  *   restore_lazy SNAP uffd|cache -- CMD [ARGS...]
  *
- * Stdin is forwarded; the guest console is discarded. SM_CACHE picks the
- * cache root as for smrestore. Exit 125 on a restore error.
+ * Stdin is forwarded; the guest console goes to the file named by
+ * $RESTORE_LAZY_CONSOLE (appended), else nowhere. SM_CACHE picks the cache
+ * root as for smrestore. Exit 125 on a restore error.
  */
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sm/restore.h"
@@ -21,6 +24,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: restore_lazy SNAP uffd|cache -- CMD [ARGS...]\n");
 		return 125;
 	}
+	const char *console = getenv("RESTORE_LAZY_CONSOLE");
+	int console_fd =
+		console ? open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644) : -1;
 	struct restore_opts o = {
 		.snapshot = argv[1],
 		.argv = (const char *const *)argv + 4,
@@ -29,7 +35,7 @@ int main(int argc, char **argv)
 		.stdin_fd = 0,
 		.stdout_fd = 1,
 		.stderr_fd = 2,
-		.console_fd = -1,
+		.console_fd = console_fd,
 		.sig_fd = -1,
 		.lazy_uffd = strcmp(argv[2], "uffd") == 0,
 	};
