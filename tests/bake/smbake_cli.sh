@@ -183,6 +183,38 @@ grep -q '"placed":"copied"\|"placed":"reflinked"' "$work/json" || fail "--no-lin
 [ "$(stat -c %i "$out")" != "$(stat -c %i "$cached")" ] || fail "--no-link hardlinked"
 cmp -s "$cached" "$out" || fail "--no-link: content differs"
 
+# ---- a registry tag is resolved again each time: a moved tag misses -------------
+if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	mkdir -p "$work/reg"
+	printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:%s}\n' \
+		"$work/reg/data" "$port" >"$work/reg/config.yml"
+	docker-registry serve "$work/reg/config.yml" >"$work/reg/log" 2>&1 &
+	regpid=$!
+	trap 'kill $regpid 2>/dev/null; wait $regpid 2>/dev/null; rm -rf "$work"' EXIT
+	for _ in $(seq 100); do
+		python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+			"http://127.0.0.1:$port/v2/" 2>/dev/null && break
+		sleep 0.1
+	done
+	rref="127.0.0.1:$port/t:latest"
+	skopeo copy -q --dest-tls-verify=false "oci:$work/img:latest" "docker://$rref" || fail "push"
+	# The registry serves the same manifest bytes, so the key is the one above.
+	rm -f "$out"
+	"$smbake" "$rref" -o "$out" "${opts[@]}" --json >"$work/json" 2>"$work/stderr" ||
+		fail "registry hit: $(cat "$work/stderr")"
+	grep -q '"cache_hit":true' "$work/json" || fail "registry: not a hit: $(cat "$work/json")"
+	cmp -s "$cached" "$out" || fail "registry hit: not the cached snapshot"
+	# Move the tag to another image: the next smbake must not reuse the entry.
+	skopeo copy -q --dest-tls-verify=false "oci:$work/noshell:latest" "docker://$rref" || fail "push 2"
+	rm -f "$out"
+	"$smbake" "$rref" -o "$out" "${opts[@]}" -q 2>"$work/stderr" && fail "moved tag: still a hit"
+	grep -q "has no /bin/sh" "$work/stderr" || fail "moved tag: $(cat "$work/stderr")"
+	[ ! -e "$out" ] || fail "moved tag: left $out"
+else
+	echo "skipped the registry part: docker-registry or skopeo missing"
+fi
+
 # ---- --unpack-only still works -------------------------------------------------
 "$smbake" --unpack-only "$img" -o "$work/tree" -q || fail "--unpack-only"
 [ -x "$work/tree/bin/sh" ] && [ -s "$work/tree.config.json" ] || fail "--unpack-only: tree or config missing"
