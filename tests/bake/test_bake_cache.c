@@ -555,6 +555,22 @@ static void test_bake_image_cache_hit(void **state)
 		assert_same_content(cached, out);
 	}
 
+	/* A hit whose root filesystem was removed from the cache (gc) unpacks
+	 * it again: the snapshot's recorded rootfs path must exist. */
+	{
+		char *rp = NULL;
+		assert_int_equal(cache_rootfs_path(c, res.chain_id, &rp, &err), 0);
+		assert_int_equal(cache_rm_rf_at(AT_FDCWD, rp, &err), 0);
+		assert_int_equal(cache_rootfs_has(c, res.chain_id), 0);
+		assert_int_equal(bake_image(c, &o, &res, &err), 0);
+		assert_int_equal(res.cache_hit, 1);
+		assert_int_equal(cache_rootfs_has(c, res.chain_id), 1);
+		char sh[4200];
+		snprintf(sh, sizeof(sh), "%s/bin/sh", rp);
+		assert_int_equal(access(sh, X_OK), 0);
+		free(rp);
+	}
+
 	/* Same inputs with the env in another order and a duplicate: same key. */
 	const char *env2[] = {"B=0", "B=1"};
 	o.env = env2;
