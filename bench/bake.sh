@@ -81,7 +81,7 @@ docker-registry serve /tmp/bakebench-reg.yml >/tmp/bakebench-reg.log 2>&1 &
 rpid=$!
 trap 'kill $rpid 2>/dev/null || true' EXIT
 ok=
-for _ in $(seq 300); do
+for _ in $(seq 100); do
 	if python3 -c 'import sys, urllib.request
 urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/v2/" 2>/dev/null; then
 		ok=1
@@ -90,6 +90,7 @@ urllib.request.urlopen(sys.argv[1], timeout=2)' "http://127.0.0.1:$port/v2/" 2>/
 	sleep 0.2
 done
 [ -n "$ok" ] || { cat /tmp/bakebench-reg.log >&2; echo "bake bench: registry did not start" >&2; exit 1; }
+echo "bake bench: registry up on 127.0.0.1:$port" >&2
 python3 "$out/inner.py" "$out" "$@"
 SH
 
@@ -108,7 +109,7 @@ def bake(ref, cache, snap):
     t0 = time.monotonic()
     p = subprocess.run([smbake, ref, "-o", snap, "--json", "--kernel", tmp + "/vmlinux"],
                        stdin=subprocess.DEVNULL, capture_output=True,
-                       env=dict(env, SM_CACHE=cache), timeout=900)
+                       env=dict(env, SM_CACHE=cache), timeout=300)
     wall = (time.monotonic() - t0) * 1000
     if p.returncode != 0:
         sys.exit(f"smbake {ref} failed ({p.returncode}): "
@@ -129,6 +130,7 @@ for img in images:
         shutil.rmtree(cache, ignore_errors=True)
         if os.path.exists(snap):
             os.unlink(snap)
+        print(f"{img} cold bake {n + 1} ...", file=sys.stderr, flush=True)
         j = bake(ref, cache, snap)
         if j.get("cache_hit"):
             sys.exit(f"smbake {ref}: a cold bake reported a cache hit")
@@ -148,7 +150,7 @@ for img in images:
         json.dump(s, open(out + "/samples.json", "w"))
 PY
 
-bench_kvmhost --mem 3072 --timeout $((600 + runs * 300 * ${#images[@]})) --rw "$out" -- \
+bench_kvmhost --mem 3072 --timeout $((300 + runs * 150 * ${#images[@]})) --rw "$out" -- \
 	bash "$out/inner.sh" "$out" "$port" "$build" "$kernel" "$port" "$runs" "${images[@]}"
 bench_samples
 python3 - "$out/samples.json" <<'PY'

@@ -14,7 +14,8 @@
 #                             to $SM_BENCH_OUT/AREA.samples.json when set
 #   bench_die MSG             "AREA bench: MSG" on stderr, exit 1
 #
-# Env: SM_BUILD (default build), SM_KERNEL (default kernel/build.sh --path).
+# Env: SM_BUILD (default build), SM_KERNEL (default kernel/build.sh --path),
+#      SM_BENCH_CONSOLE=1 (copy the emulated host's console to stderr).
 # Python parts inside the emulated host import bench/benchlib.py (PYTHONPATH
 # is set here; the harness keeps the environment and working directory).
 
@@ -41,7 +42,7 @@ bench_init() {
 }
 
 bench_kvmhost() {
-	tests/kvmhost/run "$@" >&2 ||
+	tests/kvmhost/run ${SM_BENCH_CONSOLE:+--console} "$@" >&2 ||
 		echo "$bench_area bench: the emulated host failed; using the samples collected so far" >&2
 }
 
