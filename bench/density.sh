@@ -22,15 +22,12 @@ bench_init density smrun smrestore
 
 cat >"$out/inner.py" <<'PY'
 import json, os, shutil, subprocess, sys, time
+from benchlib import Stage
 out, build, guest_mib = sys.argv[1], sys.argv[2], sys.argv[3]
 counts = [int(x) for x in sys.argv[4:]]
-smrun, smrestore = build + "/tools/smrun", build + "/tools/smrestore"
-tmp = "/tmp/densitybench"
-os.makedirs(tmp, exist_ok=True)
-for f in ("vmlinux", "initrd.cpio"):
-    shutil.copy(os.path.join(out, f), tmp)
-k, i, snap = tmp + "/vmlinux", tmp + "/initrd.cpio", tmp + "/snap"
-env = dict(os.environ, SM_CACHE=tmp + "/cache", SM_AGENT=build + "/agent/sminit")
+st = Stage(out, build, "densitybench")
+smrun, smrestore, tmp, env = st.smrun, st.smrestore, st.tmp, st.env
+k, i, snap = st.kernel, st.initrd, st.snap
 
 def rollup(pid):
     v = {}

@@ -24,15 +24,12 @@ bench_init restore_qemu smrun smrestore
 
 cat >"$out/inner.py" <<'PY'
 import json, os, shutil, socket, subprocess, sys, threading, time
+from benchlib import Stage
 out, build, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-smrun, smrestore = build + "/tools/smrun", build + "/tools/smrestore"
-tmp = "/tmp/restoreqemubench"
-os.makedirs(tmp, exist_ok=True)
-for f in ("vmlinux", "initrd.cpio"):
-    shutil.copy(os.path.join(out, f), tmp)
-k, i, snap = tmp + "/vmlinux", tmp + "/initrd.cpio", tmp + "/snap"
+st = Stage(out, build, "restoreqemubench")
+smrun, smrestore, tmp, env = st.smrun, st.smrestore, st.tmp, st.env
+k, i, snap = st.kernel, st.initrd, st.snap
 mig, qmp_path = tmp + "/qemu.mig", tmp + "/qmp.sock"
-env = dict(os.environ, SM_CACHE=tmp + "/cache", SM_AGENT=build + "/agent/sminit")
 base = ("console=ttyS0 reboot=k panic=-1 pci=off nomodules quiet i8042.nokbd i8042.noaux "
         "tsc=reliable no_timer_check rdinit=/init SMINIT_MARK=1")
 qemu = ["qemu-system-x86_64", "-M", "microvm,x-option-roms=off", "-enable-kvm", "-cpu", "host",
