@@ -37,4 +37,6 @@ struct fmt_reader {
 	int mem_index; /* -1 when none */
 	pthread_mutex_t mem_lock;
 	struct fmt_mem_reader *mem;
+	pthread_mutex_t dctx_lock; /* guards dctx */
+	void *dctx;		   /* ZSTD_DCtx reused by fmt_reader_read (created lazily) */
 };

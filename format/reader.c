@@ -206,6 +206,7 @@ int fmt_reader_open_fd(struct fmt_reader **out, int fd, struct sm_error *err)
 	if (!r)
 		return sm_error_errno(err, ENOMEM, "cannot allocate reader");
 	pthread_mutex_init(&r->mem_lock, NULL);
+	pthread_mutex_init(&r->dctx_lock, NULL);
 	r->mem_index = -1;
 	r->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (r->fd < 0) {
@@ -276,6 +277,8 @@ void fmt_reader_close(struct fmt_reader *r)
 		return;
 	fmt_mem_reader_free(r->mem);
 	pthread_mutex_destroy(&r->mem_lock);
+	ZSTD_freeDCtx(r->dctx);
+	pthread_mutex_destroy(&r->dctx_lock);
 	if (r->fd >= 0)
 		close(r->fd);
 	free(r->secs);
@@ -350,7 +353,14 @@ int fmt_reader_read(struct fmt_reader *r, unsigned idx, void **data, size_t *len
 		return sm_error_errno(err, ENOMEM, "cannot allocate %llu bytes",
 				      (unsigned long long)s->raw_length);
 	}
-	size_t d = ZSTD_decompress(raw, s->raw_length, stored, s->length);
+	/* One context per reader: a fresh one per call (ZSTD_decompress)
+	 * costs an allocation and its page faults every time. */
+	pthread_mutex_lock(&r->dctx_lock);
+	if (!r->dctx)
+		r->dctx = ZSTD_createDCtx();
+	size_t d = r->dctx ? ZSTD_decompressDCtx(r->dctx, raw, s->raw_length, stored, s->length)
+			   : ZSTD_decompress(raw, s->raw_length, stored, s->length);
+	pthread_mutex_unlock(&r->dctx_lock);
 	free(stored);
 	if (ZSTD_isError(d) || d != s->raw_length) {
 		free(raw);
