@@ -20,10 +20,10 @@ if [ $# -gt 0 ]; then
 	exec ctest --output-on-failure "$@"
 fi
 # Everything but the guest-booting tests, once.
-ctest --output-on-failure -LE e2e
+ctest --output-on-failure -LE 'e2e|experimental'
 # Guest-booting tests run nested under QEMU TCG here. A rare guest hang under
 # emulation (see docs/testing.md, "Known flakiness") would otherwise turn CI
 # red for a reason that is not the change under test, so a failed e2e test is
 # run once more; ctest prints both attempts, and the first failure stays in the
 # log for whoever looks.
-ctest --output-on-failure -L e2e --repeat until-pass:2
+ctest --output-on-failure -L e2e -LE experimental --repeat until-pass:2

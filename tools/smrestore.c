@@ -37,6 +37,8 @@ static const char usage[] =
 	"      --lazy=MODE      guest memory: 'cow' (default) maps a decompressed image\n"
 	"                       kept in the cache copy-on-write; 'uffd' fills pages from\n"
 	"                       the snapshot's compressed chunks on first touch\n"
+	"                       (EXPERIMENTAL: known to hang on some restores; needs\n"
+	"                       SM_EXPERIMENTAL_UFFD=1, see docs/snapshot.md)\n"
 	"      --console DEST   guest console: 'none' (default), '-' stderr, or a file\n"
 	"      --cache DIR      cache root (default $SM_CACHE, else ~/.cache/supermachine)\n"
 	"      --timeout SECS   how long to wait for the agent (default 30)\n"
@@ -108,6 +110,17 @@ int main(int argc, char **argv)
 			if (!a[6])
 				NEED_ARG;
 			if (!strcmp(m, "uffd")) {
+				const char *x = getenv("SM_EXPERIMENTAL_UFFD");
+				if (!x || strcmp(x, "1") != 0) {
+					fprintf(stderr,
+						"smrestore: --lazy=uffd is experimental and known "
+						"to "
+						"hang on some restores (docs/snapshot.md); use the "
+						"default --lazy=cow, or set SM_EXPERIMENTAL_UFFD=1 "
+						"to "
+						"try it\n");
+					return 125;
+				}
 				lazy_uffd = 1;
 			} else if (!strcmp(m, "cow")) {
 				lazy_uffd = 0;
