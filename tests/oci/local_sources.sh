@@ -126,7 +126,9 @@ check_err "no image tagged 'nope'" --unpack-only "oci:$t/img/oci:nope" -o "$t/x2
 echo garbage >"$t/garbage.tar"
 check_err "docker-archive" --unpack-only "docker-archive:$t/garbage.tar" -o "$t/x3"
 check_err "not empty" --unpack-only "oci:$t/img/oci" -o "$t/img"
-check_err "not implemented yet" "oci:$t/img/oci" -o "$t/snap"
+# a full bake needs a guest kernel: without one, a clear error and no file
+(unset SM_KERNEL; check_err "no guest kernel" "oci:$t/img/oci" -o "$t/snap") || exit 1
+[ ! -e "$t/snap" ] || fail "a failed bake left $t/snap"
 check_err "missing IMAGE" --unpack-only -o "$t/x4"
 
 # a layer blob whose bytes do not match its digest: rejected, nothing cached
