@@ -1,12 +1,36 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Options shared by smrun and smrestore that describe how CMD runs in the
- * guest: --env, --user, and the default environment. Messages name TOOL. */
+/* Options shared by the tools: how CMD runs in the guest (--env, --user,
+ * the default environment) and where the guest agent is. Messages name TOOL. */
 #pragma once
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* The static guest agent: $SM_AGENT, else ../agent/sminit next to this
+ * program (the build tree's layout). malloc'ed, NULL when unknown. */
+static inline char *sm_opt_default_agent(void)
+{
+	const char *env = getenv("SM_AGENT");
+	if (env && *env)
+		return strdup(env);
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return NULL;
+	self[n] = 0;
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return NULL;
+	*slash = 0;
+	char *out = NULL;
+	if (asprintf(&out, "%s/../agent/sminit", self) < 0)
+		return NULL;
+	return out;
+}
 
 /* --env K=V: append V to env (sized for every argument). 0, or -1 after
  * printing why. */

@@ -17,6 +17,7 @@
 #include "sm/oci.h"
 #include "sm/version.h"
 #include "sm/vm.h"
+#include "run_opts.h"
 
 static const char usage[] =
 	"Usage: smbake IMAGE -o SNAP [options]\n"
@@ -97,26 +98,6 @@ static double now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static char *default_agent(void)
-{
-	const char *env = getenv("SM_AGENT");
-	if (env && *env)
-		return strdup(env);
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return NULL;
-	self[n] = 0;
-	char *slash = strrchr(self, '/');
-	if (!slash)
-		return NULL;
-	*slash = 0;
-	char *out = NULL;
-	if (asprintf(&out, "%s/../agent/sminit", self) < 0)
-		return NULL;
-	return out;
 }
 
 /* Parse a decimal in [lo, hi]; 0 or -1. */
@@ -311,7 +292,7 @@ int main(int argc, char **argv)
 			return fail("no guest kernel: pass --kernel or set SM_KERNEL "
 				    "(scripts/setup.sh builds one)");
 	}
-	char *agent_path = agent ? strdup(agent) : default_agent();
+	char *agent_path = agent ? strdup(agent) : sm_opt_default_agent();
 	if (!agent_path)
 		return fail("cannot locate the guest agent: pass --agent or set SM_AGENT");
 	if (access(agent_path, R_OK) != 0) {

@@ -74,26 +74,6 @@ static int fail(const char *what, const struct sm_error *err)
 	return 125;
 }
 
-static char *default_agent(void)
-{
-	const char *env = getenv("SM_AGENT");
-	if (env && *env)
-		return strdup(env);
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return NULL;
-	self[n] = 0;
-	char *slash = strrchr(self, '/');
-	if (!slash)
-		return NULL;
-	*slash = 0;
-	char *out = NULL;
-	if (asprintf(&out, "%s/../agent/sminit", self) < 0)
-		return NULL;
-	return out;
-}
-
 static int read_whole(const char *path, void **out, size_t *len, struct sm_error *err)
 {
 	FILE *f = fopen(path, "rb");
@@ -265,7 +245,7 @@ int main(int argc, char **argv)
 		if (read_whole(initrd_path, &initrd, &initrd_len, &err) < 0)
 			return fail("initrd", &err);
 	} else {
-		char *ap = agent ? strdup(agent) : default_agent();
+		char *ap = agent ? strdup(agent) : sm_opt_default_agent();
 		if (!ap)
 			return fail("cannot locate the agent; pass --agent", NULL);
 		int r = vm_initramfs_build(ap, busybox, &initrd, &initrd_len, &err);
@@ -300,7 +280,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (snapshot_out) {
-		char *ap = agent ? strdup(agent) : default_agent();
+		char *ap = agent ? strdup(agent) : sm_opt_default_agent();
 		const char *wargv[] = {"/bin/sh", "-c", warmup, NULL};
 		struct bake_opts bo = {
 			.kernel_path = kernel,
