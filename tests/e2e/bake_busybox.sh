@@ -108,11 +108,16 @@ print(m["rootfs"])' "$reg/busybox:latest") || fail "snapshot metadata"
 j = json.load(open(sys.argv[1]))
 assert j["cache_hit"] is True and j["snapshot"] == sys.argv[2], j' "$work/hit.json" "$work/bb2.smsnap" ||
 		fail "second smbake not a cache hit: $(cat "$work/hit.json")"
-	echo "cached smbake wall time: $ms ms ($(cat "$work/hit.json"))"
-	# 200 ms is the target on hardware; inside the emulated host (QEMU TCG,
-	# 'hypervisor' in cpuinfo) code runs several times slower: 1 s there.
-	local limit=200
-	grep -qw hypervisor /proc/cpuinfo && limit=1000
+	local inproc
+	inproc=$(python3 -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["total_ms"]))' "$work/hit.json")
+	echo "cached smbake: wall time $ms ms, in-process $inproc ms ($(cat "$work/hit.json"))"
+	# The target (<= 200 ms) is for hardware. Inside the emulated host (QEMU
+	# TCG, 'hypervisor' in cpuinfo) everything runs several times slower and
+	# process start-up alone takes most of a second, so there the bake's own
+	# work (total_ms) is held to 1 s and the wall time to 3 s.
+	local limit=200 inlimit=200
+	grep -qw hypervisor /proc/cpuinfo && limit=3000 inlimit=1000
+	[ "$inproc" -lt "$inlimit" ] || fail "cached smbake spent $inproc ms in the bake (limit $inlimit)"
 	[ "$ms" -lt "${SM_BAKE_HIT_MAX_MS:-$limit}" ] || fail "cached smbake took $ms ms (limit ${SM_BAKE_HIT_MAX_MS:-$limit})"
 	check "restore of the cache-hit snapshot" 0 hello "$work/bb2.smsnap" -- echo hello
 	echo "ok: second smbake is a cache hit in $ms ms"

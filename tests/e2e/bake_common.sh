@@ -174,12 +174,15 @@ parallel() {
 	local snap=$1 n=$2 i t0 pids=()
 	t0=$(date +%s%N)
 	for i in $(seq "$n"); do
-		timeout -k 5 $((restore_timeout * 3)) "$smrestore" "$snap" --no-stdin -- sh -c "echo par $i" \
+		timeout -k 5 $((restore_timeout * 3)) "$smrestore" "$snap" --no-stdin \
+			--console "$work/par$i.console" -- sh -c "echo par $i" \
 			>"$work/par$i" 2>"$work/par$i.err" &
 		pids+=($!)
 	done
 	for i in $(seq "$n"); do
-		wait "${pids[$((i - 1))]}" || fail "parallel restore $i: exit $?; $(cat "$work/par$i.err")"
+		wait "${pids[$((i - 1))]}" ||
+			fail "parallel restore $i: exit $?; $(cat "$work/par$i.err"); guest console:
+$(tail -n 40 "$work/par$i.console" 2>/dev/null)"
 		[ "$(cat "$work/par$i")" = "par $i" ] ||
 			fail "parallel restore $i printed '$(cat "$work/par$i")'"
 	done
