@@ -41,5 +41,13 @@ out=$("$run" --rw "$rwdir" -- sh -c "if [ ! -e '$rwdir/once' ]; then touch '$rwd
 rc=$?
 [ "$rc" = 0 ] && [ "$out" = second ] || fail "no retry after an emulated-host panic (rc=$rc out='$out')"
 grep -q "retrying (1 of 1)" "$rwdir/stderr" || fail "the retry was not reported"
+# An emulated host that stops for good (its timers dead: here the heartbeat
+# writer is frozen on the first attempt) is noticed by the watchdog, killed
+# and retried once.
+rm -f "$rwdir/once"
+out=$(SM_KVMHOST_STALL_S=20 "$run" --rw "$rwdir" -- bash -c "if [ ! -e '$rwdir/once' ]; then touch '$rwdir/once'; sync; ps -e -o pid=,ppid=,comm= | awk '\$2==1 && (\$3==\"init\" || \$3==\"sh\") {print \$1}' | xargs -r kill -STOP; sleep 200; fi; echo second" 2>"$rwdir/stderr")
+rc=$?
+[ "$rc" = 0 ] && [ "$out" = second ] || fail "no retry after an emulated-host stall (rc=$rc out='$out')"
+grep -q "stopped (no heartbeat" "$rwdir/stderr" || fail "the stall was not reported: $(cat "$rwdir/stderr")"
 
 echo "kvmhost selftest: PASS"
