@@ -38,8 +38,9 @@ tests/kvmhost/run --rw "$root/build" -- bash -c "
 	'$b/smbake' '$image' -o '$snap' --warmup 'echo baked > /etc/baked-at-bake-time' --json
 	'$b/smsnap' verify '$snap'
 	echo 'demo: 4. restore it three times, running a command each time'
+	echo 'demo:    (the image has Entrypoint /bin/sh and a CMD is appended to it, as with docker run: cleared here)'
 	for i in 1 2 3; do
-		'$b/smrestore' --timing '$snap' -- /bin/sh -c \
+		'$b/smrestore' --timing --entrypoint '' '$snap' -- /bin/sh -c \
 			'echo \"restore \$0: \$(cat /etc/baked-at-bake-time), date \$(date -u +%FT%TZ), random \$(head -c4 /dev/urandom | od -An -tx1 | tr -d \" \")\"' \$i
 	done
 	echo 'demo: 5. the image default command (Entrypoint + Cmd from its config)'
