@@ -18,44 +18,13 @@
 #include "sm/restore.h"
 #include "sm/vm.h"
 
-/* Layout of the vmstate record (vm/snapshot.c, VM_SNAP_VERSION 1). */
-#define VMST_SIZE      1784
-#define OFF_MEM_SIZE   16
-#define OFF_NCPUS      24
-#define OFF_NVIRTIO    28
-#define OFF_FLAGS      32
-#define OFF_RESERVED   36
-#define OFF_PIC_MASTER 40
-#define OFF_PIC_SLAVE  560
-#define OFF_IOAPIC     1080
-#define OFF_KBD_OUT_N  1770
-#define OFF_RESERVED2  1780
-
 static char dir[] = "/tmp/sm-test-restore-XXXXXX";
-
-static void put32(uint8_t *b, size_t off, uint32_t v)
-{
-	memcpy(b + off, &v, 4);
-}
-
-static void put64(uint8_t *b, size_t off, uint64_t v)
-{
-	memcpy(b + off, &v, 8);
-}
+#define TEST_DIR dir
+#include "vmstate_helper.h"
 
 static void good_vmstate(uint8_t *b)
 {
-	memset(b, 0, VMST_SIZE);
-	put32(b, 0, 0x54534d56u); /* "VMST" */
-	b[4] = VM_SNAP_VERSION;
-	put32(b, 8, VMST_SIZE);
-	put64(b, OFF_MEM_SIZE, 256ULL << 20);
-	put32(b, OFF_NCPUS, 2);
-	put32(b, OFF_NVIRTIO, 2);
-	put32(b, OFF_FLAGS, 3); /* rng + vsock */
-	put32(b, OFF_PIC_MASTER, 0);
-	put32(b, OFF_PIC_SLAVE, 1);
-	put32(b, OFF_IOAPIC, 2);
+	vmstate_build(b, 2, 2, 3); /* 2 vCPUs, rng + vsock */
 }
 
 /* Write a snapshot holding VMSTATE (LEN bytes) and 1 MiB of memory. */
@@ -263,20 +232,6 @@ static void test_memory_key(void **state)
 		free(k[i]);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -284,5 +239,5 @@ int main(void)
 		cmocka_unit_test(test_probe_missing), cmocka_unit_test(test_restore_refuses),
 		cmocka_unit_test(test_memory_key),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

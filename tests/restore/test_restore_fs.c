@@ -21,42 +21,17 @@
 #include "sm/restore.h"
 #include "sm/vm.h"
 
-/* vmstate record (vm/snapshot.c, VM_SNAP_VERSION 1). */
-#define VMST_SIZE     1784
-#define OFF_MEM_SIZE  16
-#define OFF_NCPUS     24
-#define OFF_NVIRTIO   28
-#define OFF_FLAGS     32
-#define OFF_PIC_SLAVE 560
-#define OFF_IOAPIC    1080
 /* virtio-fs device record (docs/snapshot.md). */
 #define FSREC_SIZE 96
 #define FS_DEV	   2 /* rng, vsock, virtio-fs */
 
 static char dir[] = "/tmp/sm-test-restore-fs-XXXXXX";
-
-static void put32(uint8_t *b, size_t off, uint32_t v)
-{
-	memcpy(b + off, &v, 4);
-}
-
-static void put64(uint8_t *b, size_t off, uint64_t v)
-{
-	memcpy(b + off, &v, 8);
-}
+#define TEST_DIR dir
+#include "vmstate_helper.h"
 
 static void vmstate(uint8_t *b, uint32_t n_virtio, uint32_t flags)
 {
-	memset(b, 0, VMST_SIZE);
-	put32(b, 0, 0x54534d56u); /* "VMST" */
-	b[4] = VM_SNAP_VERSION;
-	put32(b, 8, VMST_SIZE);
-	put64(b, OFF_MEM_SIZE, 256ULL << 20);
-	put32(b, OFF_NCPUS, 1);
-	put32(b, OFF_NVIRTIO, n_virtio);
-	put32(b, OFF_FLAGS, flags);
-	put32(b, OFF_PIC_SLAVE, 1);
-	put32(b, OFF_IOAPIC, 2);
+	vmstate_build(b, 1, n_virtio, flags);
 }
 
 static void fs_record(uint8_t *b, uint64_t dax_len)
@@ -245,25 +220,11 @@ static void test_restore_rootfs(void **state)
 	unlink(path);
 }
 
-static int setup(void **state)
-{
-	(void)state;
-	return mkdtemp(dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_probe_fs),
 		cmocka_unit_test(test_restore_rootfs),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }
