@@ -232,6 +232,7 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	if (uffd)
 		restore_uffd_attach(uffd, vm);
 	t->create_ms = now_ms() - t0;
+	vm_get_timings(vm, &t->vm);
 	r = vm_snapshot_load(vm, rd, err);
 	if (r < 0) {
 		sm_error_wrap(err, "snapshot %s", o->snapshot);
@@ -338,5 +339,6 @@ out:
 	free(root);
 	free(mem_path);
 	free(fs_root);
+	t->teardown_ms = now_ms() - t0;
 	return r;
 }

@@ -247,8 +247,12 @@ int main(int argc, char **argv)
 			"{\"smrestore_timing\":1,\"cache_hit\":%d,\"validate_ms\":%.2f,"
 			"\"memory_ms\":%.2f,\"create_ms\":%.2f,\"state_ms\":%.2f,\"resume_ms\":%."
 			"2f,"
-			"\"agent_ms\":%.2f,\"done_ms\":%.2f}\n",
+			"\"agent_ms\":%.2f,\"done_ms\":%.2f,\"teardown_ms\":%.2f,\"vm_kvm_ms\":%."
+			"2f,"
+			"\"vm_create_vm_ms\":%.2f,\"vm_memory_ms\":%.2f,\"vm_devices_ms\":%.2f,"
+			"\"vm_vcpus_ms\":%.2f}\n",
 			t.cache_hit, t.validate_ms, t.memory_ms, t.create_ms, t.state_ms,
-			t.resume_ms, t.agent_ms, t.done_ms);
+			t.resume_ms, t.agent_ms, t.done_ms, t.teardown_ms, t.vm.kvm_ms,
+			t.vm.create_vm_ms, t.vm.memory_ms, t.vm.devices_ms, t.vm.vcpus_ms);
 	return status;
 }

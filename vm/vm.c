@@ -643,9 +643,11 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
 		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0)
 			return sm_error_set(err, ENOTSUP, "KVM lacks KVM_CAP_%s", caps[i].name);
+	double tc = mono_ms();
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0)
 		return sm_error_errno(err, errno, "KVM_CREATE_VM");
+	vm->timings.create_vm_ms = mono_ms() - tc;
 	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
 		return sm_error_errno(err, errno, "KVM_SET_TSS_ADDR");
 	uint64_t idmap = KVM_IDMAP_ADDR;
