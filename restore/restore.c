@@ -311,7 +311,10 @@ out:
 		close(conn);
 	if (uffd)
 		restore_uffd_attach(uffd, NULL);
-	vm_destroy(vm);
+	if (o->detach_teardown && !uffd)
+		vm_destroy_detached(vm);
+	else
+		vm_destroy(vm);
 	if (ram)
 		munmap(ram, info.mem_size);
 	if (uffd) {

@@ -228,6 +228,9 @@ int main(int argc, char **argv)
 		.timeout_ms = (int)timeout * 1000,
 		.rootfs = c.rootfs,
 		.lazy_uffd = lazy_uffd,
+		/* The command's status is known before the VM is gone: do not
+		 * make the caller wait for the kernel's VM teardown. */
+		.detach_teardown = 1,
 	};
 	struct restore_timings t;
 	int status = 125;

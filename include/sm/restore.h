@@ -37,6 +37,10 @@ struct restore_opts {
 	 * memory that a userfaultfd handler fills on first touch from the
 	 * snapshot's compressed frames (restore/uffd.c). 0: the cached image. */
 	int lazy_uffd;
+	/* 1: vm_destroy_detached(): the kernel's release of the VM runs in a
+	 * detached keeper process, so restore_run() returns (and a tool exits)
+	 * without waiting for it. Ignored with lazy_uffd. */
+	int detach_teardown;
 };
 
 /* Where a restore spent its time, in milliseconds from the start of
