@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,46 @@ static int fs_root_dir(const struct restore_opts *o, struct fmt_reader *rd, char
 	return r;
 }
 
+/* KVM's part of the VM (vm_kvm_open), made on a thread of its own while the
+ * main thread reads and checks the snapshot: nothing in it depends on the
+ * snapshot, and KVM_CREATE_VM is the slowest single step of a restore. */
+struct early_kvm {
+	pthread_t thread;
+	int started;
+	struct vm_kvm kvm;
+	struct sm_error err;
+	int r;
+};
+
+static void *early_kvm_thread(void *arg)
+{
+	struct early_kvm *e = arg;
+	e->r = vm_kvm_open(&e->kvm, &e->err);
+	return NULL;
+}
+
+static void early_kvm_start(struct early_kvm *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->kvm.kvm_fd = e->kvm.vm_fd = -1;
+	if (pthread_create(&e->thread, NULL, early_kvm_thread, e) == 0)
+		e->started = 1;
+}
+
+/* Wait for it; -1 and *ERR when it failed. Without a thread, make it here. */
+static int early_kvm_join(struct early_kvm *e, struct sm_error *err)
+{
+	if (e->started) {
+		pthread_join(e->thread, NULL);
+		e->started = 0;
+	} else {
+		e->r = vm_kvm_open(&e->kvm, &e->err);
+	}
+	if (e->r < 0 && err)
+		*err = e->err;
+	return e->r;
+}
+
 int restore_run(const struct restore_opts *o, int *status, struct restore_timings *tm,
 		struct sm_error *err)
 {
@@ -171,6 +212,8 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	char dir[] = "/tmp/smrestore-XXXXXX";
 	int have_dir = 0, conn = -1;
 	char uds[128] = "";
+	struct early_kvm ek;
+	early_kvm_start(&ek);
 	int r = fmt_reader_open(&rd, o->snapshot, err);
 	if (r < 0) {
 		sm_error_wrap(err, "snapshot %s", o->snapshot);
@@ -226,6 +269,13 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		.fs_dax_mib = info.fs_dax_len >> 20,
 	};
 	ram = NULL; /* vm_create takes it over, even when it fails */
+	r = early_kvm_join(&ek, err);
+	if (r < 0) {
+		if (cfg.restore_ram)
+			munmap(cfg.restore_ram, info.mem_size);
+		goto out;
+	}
+	cfg.kvm = &ek.kvm; /* vm_create takes it over, even when it fails */
 	r = vm_create(&vm, &cfg, err);
 	if (r < 0)
 		goto out;
@@ -307,6 +357,9 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	}
 	r = 0;
 out:
+	if (ek.started) /* left before the VM was made */
+		pthread_join(ek.thread, NULL);
+	vm_kvm_close(&ek.kvm);
 	if (conn >= 0)
 		close(conn);
 	if (uffd)

@@ -617,19 +617,22 @@ static int add_fs(struct vm *vm, const struct vm_config *cfg, struct sm_error *e
 	return 0;
 }
 
-static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_error *err)
+int vm_kvm_open(struct vm_kvm *k, struct sm_error *err)
 {
 	double t0 = mono_ms();
+	k->kvm_fd = k->vm_fd = -1;
+	k->ms = k->create_vm_ms = 0;
 	int r = vm_kvm_require_usable(err);
 	if (r < 0)
 		return r;
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (vm->kvm_fd < 0)
+	k->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (k->kvm_fd < 0)
 		return sm_error_errno(err, errno, "cannot open /dev/kvm");
-	int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
-	if (api != KVM_API_VERSION)
-		return sm_error_set(err, ENOTSUP, "KVM API version %d, need %d", api,
-				    KVM_API_VERSION);
+	int api = ioctl(k->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION) {
+		r = sm_error_set(err, ENOTSUP, "KVM API version %d, need %d", api, KVM_API_VERSION);
+		goto fail;
+	}
 	static const struct {
 		int cap;
 		const char *name;
@@ -642,23 +645,64 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 		{KVM_CAP_USER_MEMORY, "USER_MEMORY"},
 	};
 	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0)
-			return sm_error_set(err, ENOTSUP, "KVM lacks KVM_CAP_%s", caps[i].name);
+		if (ioctl(k->kvm_fd, KVM_CHECK_EXTENSION, caps[i].cap) <= 0) {
+			r = sm_error_set(err, ENOTSUP, "KVM lacks KVM_CAP_%s", caps[i].name);
+			goto fail;
+		}
 	double tc = mono_ms();
-	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-	if (vm->vm_fd < 0)
-		return sm_error_errno(err, errno, "KVM_CREATE_VM");
-	vm->timings.create_vm_ms = mono_ms() - tc;
-	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
-		return sm_error_errno(err, errno, "KVM_SET_TSS_ADDR");
+	k->vm_fd = ioctl(k->kvm_fd, KVM_CREATE_VM, 0);
+	if (k->vm_fd < 0) {
+		r = sm_error_errno(err, errno, "KVM_CREATE_VM");
+		goto fail;
+	}
+	k->create_vm_ms = mono_ms() - tc;
 	uint64_t idmap = KVM_IDMAP_ADDR;
-	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
-		return sm_error_errno(err, errno, "KVM_SET_IDENTITY_MAP_ADDR");
-	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
-		return sm_error_errno(err, errno, "KVM_CREATE_IRQCHIP");
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
-	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
-		return sm_error_errno(err, errno, "KVM_CREATE_PIT2");
+	if (ioctl(k->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
+		r = sm_error_errno(err, errno, "KVM_SET_TSS_ADDR");
+	else if (ioctl(k->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+		r = sm_error_errno(err, errno, "KVM_SET_IDENTITY_MAP_ADDR");
+	else if (ioctl(k->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		r = sm_error_errno(err, errno, "KVM_CREATE_IRQCHIP");
+	else if (ioctl(k->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		r = sm_error_errno(err, errno, "KVM_CREATE_PIT2");
+	if (r < 0)
+		goto fail;
+	k->ms = mono_ms() - t0;
+	return 0;
+fail:
+	vm_kvm_close(k);
+	return r;
+}
+
+void vm_kvm_close(struct vm_kvm *k)
+{
+	if (k->vm_fd >= 0)
+		close(k->vm_fd);
+	if (k->kvm_fd >= 0)
+		close(k->kvm_fd);
+	k->kvm_fd = k->vm_fd = -1;
+}
+
+static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_error *err)
+{
+	double t0 = mono_ms();
+	int r;
+	struct vm_kvm own;
+	if (cfg->kvm) { /* made beforehand: its time is the caller's to report */
+		own = *cfg->kvm;
+		cfg->kvm->kvm_fd = cfg->kvm->vm_fd = -1; /* ours now */
+		t0 -= own.ms;
+	} else {
+		r = vm_kvm_open(&own, err);
+		if (r < 0)
+			return r;
+	}
+	vm->kvm_fd = own.kvm_fd;
+	vm->vm_fd = own.vm_fd;
+	vm->timings.create_vm_ms = own.create_vm_ms;
+	if (vm->kvm_fd < 0 || vm->vm_fd < 0)
+		return sm_error_set(err, EINVAL, "vm_config.kvm is not open");
 
 	double t1 = mono_ms();
 	vm->timings.kvm_ms = t1 - t0;
@@ -797,6 +841,8 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct sm_error *err
 		if (cfg->restore_ram) /* taken over even on failure */
 			munmap(cfg->restore_ram, (uint64_t)(cfg->mem_mib ? cfg->mem_mib : 256)
 							 << 20);
+		if (cfg->kvm) /* so is a prepared VM */
+			vm_kvm_close(cfg->kvm);
 		return r;
 	}
 	if (cfg->restore_ram) { /* ours from here on: vm_destroy unmaps it */
@@ -819,6 +865,8 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct sm_error *err
 		pthread_cond_destroy(&vm->pause_cond);
 		if (vm->mem.host)
 			munmap(vm->mem.host, vm->mem.size);
+		if (cfg->kvm)
+			vm_kvm_close(cfg->kvm);
 		free(vm);
 		return sm_error_errno(err, e, "eventfd");
 	}

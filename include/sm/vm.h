@@ -409,7 +409,24 @@ struct vm_config {
 	 * takes it over in every case: vm_destroy (or a failing vm_create)
 	 * munmaps it. Like restore_mem otherwise; exclusive with it. */
 	void *restore_ram;
+	/* A VM already made by vm_kvm_open() (e.g. on another thread while the
+	 * snapshot was read), or NULL. vm_create takes its fds over in every
+	 * case, as with restore_ram. */
+	struct vm_kvm *kvm;
 };
+
+/* The first, snapshot-independent part of vm_create(): KVM checked usable,
+ * /dev/kvm opened, KVM_CREATE_VM, TSS and identity-map addresses, in-kernel
+ * irqchip and PIT. A restore runs it beside reading the snapshot and hands
+ * it to vm_create() in vm_config.kvm. vm_kvm_close() releases one that was
+ * never handed over (harmless after vm_create took it). */
+struct vm_kvm {
+	int kvm_fd, vm_fd;   /* -1 when not open */
+	double ms;	     /* time vm_kvm_open took */
+	double create_vm_ms; /* of which KVM_CREATE_VM */
+};
+int vm_kvm_open(struct vm_kvm *k, struct sm_error *err);
+void vm_kvm_close(struct vm_kvm *k);
 
 enum vm_stop_reason {
 	VM_RUNNING = 0,
