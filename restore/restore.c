@@ -348,6 +348,7 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		goto out;
 	}
 	t->done_ms = now_ms() - t0;
+	vm_get_exits(vm, &t->exits);
 	if (job.exec_errno) {
 		*status = job.exec_errno == ENOENT ? 127 : job.exec_errno == EACCES ? 126 : 125;
 		if (o->stderr_fd >= 0)

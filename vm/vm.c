@@ -78,6 +78,19 @@ void vm_get_timings(const struct vm *vm, struct vm_timings *t)
 	*t = vm->timings;
 }
 
+void vm_get_exits(const struct vm *vm, struct vm_exits *e)
+{
+	memset(e, 0, sizeof(*e));
+	for (int i = 0; i < vm->ncpus; i++) {
+		const struct vm_vcpu *c = &vm->vcpus[i];
+		e->io += __atomic_load_n(&c->exits_io, __ATOMIC_RELAXED);
+		e->uart += __atomic_load_n(&c->exits_uart, __ATOMIC_RELAXED);
+		e->mmio += __atomic_load_n(&c->exits_mmio, __ATOMIC_RELAXED);
+		e->virtio_mmio += __atomic_load_n(&c->exits_virtio_mmio, __ATOMIC_RELAXED);
+		e->other += __atomic_load_n(&c->exits_other, __ATOMIC_RELAXED);
+	}
+}
+
 static int vcpu_signal(void)
 {
 	return SIGRTMIN + 4;
@@ -401,6 +414,9 @@ static void *vcpu_thread(void *arg)
 		struct kvm_run *run = c->run;
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO: {
+			__atomic_add_fetch(&c->exits_io, 1, __ATOMIC_RELAXED);
+			if (run->io.port >= 0x3f8 && run->io.port < 0x400)
+				__atomic_add_fetch(&c->exits_uart, 1, __ATOMIC_RELAXED);
 			uint8_t *data = (uint8_t *)run + run->io.data_offset;
 			for (uint32_t i = 0; i < run->io.count; i++) {
 				vm_io_bus_dispatch(&vm->pio, c, run->io.port, data, run->io.size,
@@ -410,6 +426,11 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 		case KVM_EXIT_MMIO:
+			__atomic_add_fetch(&c->exits_mmio, 1, __ATOMIC_RELAXED);
+			if (run->mmio.phys_addr >= VM_VIRTIO_MMIO_BASE &&
+			    run->mmio.phys_addr <
+				    VM_VIRTIO_MMIO_BASE + VM_MAX_VIRTIO * VM_VIRTIO_MMIO_SIZE)
+				__atomic_add_fetch(&c->exits_virtio_mmio, 1, __ATOMIC_RELAXED);
 			vm_io_bus_dispatch(&vm->mmio, c, run->mmio.phys_addr, run->mmio.data,
 					   run->mmio.len, run->mmio.is_write);
 			break;
@@ -432,6 +453,7 @@ static void *vcpu_thread(void *arg)
 					NULL);
 			break;
 		case KVM_EXIT_INTR:
+			__atomic_add_fetch(&c->exits_other, 1, __ATOMIC_RELAXED);
 			break;
 		case KVM_EXIT_FAIL_ENTRY:
 			vcpu_fatal(c, "VM entry failed",

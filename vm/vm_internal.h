@@ -51,6 +51,9 @@ struct vm_vcpu {
 	size_t run_size;
 	pthread_t thread;
 	int started;
+	/* Exits to user space, by kind (vm_get_exits); this vCPU's thread
+	 * writes them, readers take them after vm_destroy or as a snapshot. */
+	uint64_t exits_io, exits_uart, exits_mmio, exits_virtio_mmio, exits_other;
 };
 
 struct virtio_vsock;

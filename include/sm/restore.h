@@ -46,16 +46,17 @@ struct restore_opts {
 /* Where a restore spent its time, in milliseconds from the start of
  * restore_run(). */
 struct restore_timings {
-	double validate_ms;   /* open, check header/table, read and check vmstate */
-	double memory_ms;     /* memory image ready (cache hit, or unpacked) */
-	double create_ms;     /* VM created over the copy-on-write mapping */
-	double state_ms;      /* vCPU, VM and device state loaded */
-	double resume_ms;     /* vCPU threads started (first KVM_RUN) */
-	double agent_ms;      /* connected to the guest agent */
-	double done_ms;	      /* command finished */
-	double teardown_ms;   /* VM destroyed, everything released (the end) */
-	int cache_hit;	      /* the memory image was already cached */
-	struct vm_timings vm; /* vm_create()'s own split of create_ms */
+	double validate_ms;    /* open, check header/table, read and check vmstate */
+	double memory_ms;      /* memory image ready (cache hit, or unpacked) */
+	double create_ms;      /* VM created over the copy-on-write mapping */
+	double state_ms;       /* vCPU, VM and device state loaded */
+	double resume_ms;      /* vCPU threads started (first KVM_RUN) */
+	double agent_ms;       /* connected to the guest agent */
+	double done_ms;	       /* command finished */
+	double teardown_ms;    /* VM destroyed, everything released (the end) */
+	int cache_hit;	       /* the memory image was already cached */
+	struct vm_timings vm;  /* vm_create()'s own split of create_ms */
+	struct vm_exits exits; /* the VM's exits to user space up to done_ms */
 	/* lazy_uffd only: what the userfaultfd handler did up to the VM's end */
 	uint64_t uffd_faults;	    /* fault messages */
 	uint64_t uffd_copied_pages; /* pages decompressed and copied in */

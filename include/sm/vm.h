@@ -466,6 +466,15 @@ struct vm_timings {
 };
 void vm_get_timings(const struct vm *vm, struct vm_timings *t);
 
+/* KVM_RUN returns to user space so far, summed over the vCPUs: port I/O
+ * (of which the UART), MMIO (of which virtio-mmio registers), and the rest.
+ * Each is a full round trip through this process, the costliest kind of
+ * exit (most of all under nested virtualisation). */
+struct vm_exits {
+	uint64_t io, uart, mmio, virtio_mmio, other;
+};
+void vm_get_exits(const struct vm *vm, struct vm_exits *e);
+
 /* The kernel command line the VM was booted with. */
 const char *vm_cmdline(const struct vm *vm);
 
