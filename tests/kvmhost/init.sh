@@ -8,6 +8,9 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+# Loopback up: tests serve a registry on 127.0.0.1 inside (down by default
+# here, which made every 127.0.0.1 connection fail).
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up 2>/dev/null
 say() { echo "kvmhost-init: $*" > /dev/ttyS0; }
 # kvm: nx_huge_pages=never. The iTLB-multihit mitigation it controls is for
 # Intel CPUs; this host is an emulated AMD EPYC, where Linux 6.1 leaves it off
