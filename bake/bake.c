@@ -163,6 +163,8 @@ int bake_run(const struct bake_opts *o, struct bake_timings *tm, struct sm_error
 		goto out;
 	}
 	t->ready_ms = now_ms() - t0;
+	if (o->progress)
+		o->progress(o->progress_ctx, "guest agent ready", "");
 	if (o->warmup_argv && o->warmup_argc) {
 		if (o->progress)
 			o->progress(o->progress_ctx, "warming up", "");

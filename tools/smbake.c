@@ -61,6 +61,8 @@ static const char usage[] =
 	"      --unpack-only   pull and unpack only; PATH must not exist or be empty\n"
 	"      --json          print one JSON object with the result and phase\n"
 	"                      timings on stdout (warm-up output goes to stderr)\n"
+	"      --progress      print the progress lines with elapsed times on stderr\n"
+	"                      even when it is not a terminal (also with --json)\n"
 	"  -q, --quiet         no progress display\n"
 	"  -h, --help          show this help\n"
 	"      --version       print the version\n\n"
@@ -85,6 +87,7 @@ enum {
 	OPT_CONSOLE,
 	OPT_TIMEOUT,
 	OPT_JSON,
+	OPT_PROGRESS,
 };
 
 static int fail(const char *msg)
@@ -112,10 +115,14 @@ static int num_arg(const char *v, unsigned long lo, unsigned long hi, unsigned l
 	return 0;
 }
 
+/* ctx: the start time (ms) to print the elapsed time from, or NULL. */
 static void show_progress(void *ctx, const char *phase, const char *detail)
 {
-	(void)ctx;
-	fprintf(stderr, "smbake: %s %s\n", phase, detail);
+	if (ctx)
+		fprintf(stderr, "smbake: %s %s (%.0f ms)\n", phase, detail,
+			now_ms() - *(const double *)ctx);
+	else
+		fprintf(stderr, "smbake: %s %s\n", phase, detail);
 }
 
 static const char *how_name(enum bake_publish_how h)
@@ -157,12 +164,13 @@ int main(int argc, char **argv)
 		{"console", required_argument, NULL, OPT_CONSOLE},
 		{"timeout", required_argument, NULL, OPT_TIMEOUT},
 		{"json", no_argument, NULL, OPT_JSON},
+		{"progress", no_argument, NULL, OPT_PROGRESS},
 		{NULL, 0, NULL, 0},
 	};
 	struct bake_image_opts bo = {.console_fd = -1, .out_fd = 1, .err_fd = 2};
 	const char *out = NULL, *cache_dir = NULL, *kernel = NULL, *agent = NULL;
 	const char *console = NULL;
-	int unpack_only = 0, quiet = 0, json = 0, c;
+	int unpack_only = 0, quiet = 0, json = 0, progress = 0, c;
 	unsigned long n;
 	struct sm_error err = {0};
 	char msg[SM_ERROR_MSG_MAX + 256];
@@ -249,6 +257,9 @@ int main(int argc, char **argv)
 		case OPT_JSON:
 			json = 1;
 			break;
+		case OPT_PROGRESS:
+			progress = 1;
+			break;
 		case 'q':
 			quiet = 1;
 			break;
@@ -325,8 +336,12 @@ int main(int argc, char **argv)
 	bo.envc = envc;
 	if (json)
 		bo.out_fd = 2; /* stdout carries only the JSON object */
-	if (!quiet && !json && tty)
+	if (progress) {
 		bo.progress = show_progress;
+		bo.progress_ctx = &t_start;
+	} else if (!quiet && !json && tty) {
+		bo.progress = show_progress;
+	}
 
 	struct cache *cache;
 	if (cache_open(cache_dir, &cache, &err) < 0) {

@@ -168,6 +168,15 @@ cmp -s "$cached" "$out" || fail "reordered options: not the cached snapshot"
 "$smbake" "$img" -o "$out" "${opts[@]}" >"$work/stdout" 2>"$work/stderr" || fail "summary run"
 grep -q "cache hit" "$work/stderr" || fail "no summary line: $(cat "$work/stderr")"
 [ ! -s "$work/stdout" ] || fail "stdout not empty without --json"
+# --progress: the phase lines, each with the elapsed time, on stderr although
+# it is not a terminal, also with --json (stdout still only the object).
+"$smbake" "$img" -o "$out" "${opts[@]}" --json --progress >"$work/stdout" 2>"$work/stderr" ||
+	fail "--progress run: $(cat "$work/stderr")"
+grep -Eq '^smbake: pulling oci:.* \([0-9]+ ms\)$' "$work/stderr" || fail "--progress: no pulling line: $(cat "$work/stderr")"
+grep -Eq "^smbake: cache hit $key \\([0-9]+ ms\\)\$" "$work/stderr" ||
+	fail "--progress: no cache hit line: $(cat "$work/stderr")"
+[ "$(wc -l <"$work/stdout")" = 1 ] && grep -q '"cache_hit":true' "$work/stdout" ||
+	fail "--progress: stdout is not the one JSON object: $(cat "$work/stdout")"
 # Another input (one more MiB) is another key: a miss, which fails here and
 # leaves the previous output untouched.
 before=$(sha256sum <"$out")
