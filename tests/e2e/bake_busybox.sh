@@ -52,7 +52,7 @@ assert c["User"] == "app" and c["WorkingDir"] == "/srv/data" and c["Entrypoint"]
 assert "GREETING=hello" in c["Env"], c
 print(m["rootfs"])' "$reg/busybox:latest") || fail "snapshot metadata"
 	[ -d "$rootfs" ] || fail "metadata rootfs $rootfs is not a directory"
-	echo "ok: snapshot metadata (image, digest, bake key, config, rootfs)"
+	say "ok: snapshot metadata (image, digest, bake key, config, rootfs)"
 
 	# the basics
 	check "echo" 0 hello "$snap" -- echo hello
@@ -120,7 +120,7 @@ assert j["cache_hit"] is True and j["snapshot"] == sys.argv[2], j' "$work/hit.js
 	[ "$inproc" -lt "$inlimit" ] || fail "cached smbake spent $inproc ms in the bake (limit $inlimit)"
 	[ "$ms" -lt "${SM_BAKE_HIT_MAX_MS:-$limit}" ] || fail "cached smbake took $ms ms (limit ${SM_BAKE_HIT_MAX_MS:-$limit})"
 	check "restore of the cache-hit snapshot" 0 hello "$work/bb2.smsnap" -- echo hello
-	echo "ok: second smbake is a cache hit in $ms ms"
+	say "ok: second smbake is a cache hit in $ms ms"
 
 	# clear failures
 	python3 - "$snap" "$work/v2.smsnap" <<'PY'
