@@ -53,7 +53,7 @@ except Exception: sys.exit(1)' "http://127.0.0.1:$1/v2/" && return 0
 reg_config "$out/reg" "$port" >"$out/reg.yml"
 docker-registry serve "$out/reg.yml" >"$out/reg.log" 2>&1 &
 rpid=$!
-trap 'kill $rpid 2>/dev/null; rm -rf "$out"' EXIT
+trap 'kill $rpid 2>/dev/null || true; rm -rf "$out"' EXIT
 wait_registry "$port" || { cat "$out/reg.log" >&2; bench_die "the registry did not start"; }
 for img in "${images[@]}"; do
 	case $img in
