@@ -984,18 +984,6 @@ static int keep_vm_fd(int vm_fd, int *release_fd)
 	return 0;
 }
 
-static void destroy(struct vm *vm, int detach);
-
-void vm_destroy(struct vm *vm)
-{
-	destroy(vm, 0);
-}
-
-void vm_destroy_detached(struct vm *vm)
-{
-	destroy(vm, 1);
-}
-
 static void destroy(struct vm *vm, int detach)
 {
 	if (!vm)
@@ -1028,9 +1016,9 @@ static void destroy(struct vm *vm, int detach)
 		vm_serial_destroy(&vm->serial);
 	if (vm->mem.host)
 		munmap(vm->mem.host, vm->mem.size);
-	int release_fd = -1;
-	if (detach && vm->vm_fd >= 0 && keep_vm_fd(vm->vm_fd, &release_fd) < 0)
-		release_fd = -1; /* no keeper: the release happens in close() */
+	int release_fd = -1; /* stays -1 without a keeper: close() releases it */
+	if (detach && vm->vm_fd >= 0)
+		keep_vm_fd(vm->vm_fd, &release_fd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -1042,6 +1030,16 @@ static void destroy(struct vm *vm, int detach)
 	pthread_mutex_destroy(&vm->pause_lock);
 	pthread_cond_destroy(&vm->pause_cond);
 	free(vm);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	destroy(vm, 0);
+}
+
+void vm_destroy_detached(struct vm *vm)
+{
+	destroy(vm, 1);
 }
 
 /* ---- Pause / resume, and the parts vm/snapshot.c works on ---------------------- */

@@ -467,7 +467,8 @@ struct vm_timings {
 void vm_get_timings(const struct vm *vm, struct vm_timings *t);
 
 /* KVM_RUN returns to user space so far, summed over the vCPUs: port I/O
- * (of which the UART), MMIO (of which virtio-mmio registers), and the rest.
+ * (of which the UART), MMIO (of which virtio-mmio registers), and other:
+ * KVM_RUN interrupted by a signal (the terminal exits are not counted).
  * Each is a full round trip through this process, the costliest kind of
  * exit (most of all under nested virtualisation). */
 struct vm_exits {
@@ -483,7 +484,7 @@ void vm_destroy(struct vm *vm);
 
 /* vm_destroy(), except that the kernel's final release of the VM (the
  * expensive part: tens of ms) happens in a detached keeper process that
- * holds only the KVM fds, while the caller goes on (or exits). Everything of
+ * holds only the VM fd, while the caller goes on (or exits). Everything of
  * the caller's is freed and closed on return, as with vm_destroy(); the VM
  * is gone moments later. Falls back to vm_destroy() if fork fails. */
 void vm_destroy_detached(struct vm *vm);
