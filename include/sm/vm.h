@@ -32,7 +32,9 @@ const char *vm_kvm_kind_name(enum vm_kvm_kind kind);
 /* Probe the running system and fail with a message that says what to do
  * unless it has KVM that can run an unmodified Linux guest. kvm-pvm yields
  * "this host's /dev/kvm is kvm-pvm, which cannot run unmodified Linux
- * guests ...". VM_KVM_UNKNOWN is accepted (nested setups may hide flags). */
+ * guests ...". VM_KVM_UNKNOWN is accepted (nested setups may hide flags),
+ * so only /dev/kvm and /sys/module/kvm_pvm are looked at (two stat calls,
+ * cheap enough for every restore); vm_kvm_probe() tells hardware apart. */
 int vm_kvm_require_usable(struct sm_error *err);
 
 /* ---- Guest memory (vm/guest_mem.c) --------------------------------------- */
