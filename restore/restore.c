@@ -214,7 +214,11 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	char uds[128] = "";
 	struct early_kvm ek;
 	early_kvm_start(&ek);
-	int r = fmt_reader_open(&rd, o->snapshot, err);
+	int r = 0;
+	if (o->reader) /* borrowed: never closed here */
+		rd = o->reader;
+	else
+		r = fmt_reader_open(&rd, o->snapshot, err);
 	if (r < 0) {
 		sm_error_wrap(err, "snapshot %s", o->snapshot);
 		goto out;
@@ -288,7 +292,7 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		sm_error_wrap(err, "snapshot %s", o->snapshot);
 		goto out;
 	}
-	if (!uffd) { /* the uffd handler reads memory from it until the end */
+	if (!uffd && !o->reader) { /* the uffd handler reads memory from it until the end */
 		fmt_reader_close(rd);
 		rd = NULL;
 	}
@@ -385,7 +389,8 @@ out:
 				*err = uerr;
 		}
 	}
-	fmt_reader_close(rd);
+	if (rd != o->reader)
+		fmt_reader_close(rd);
 	if (have_dir) {
 		char p[160];
 		snprintf(p, sizeof(p), "%s_%d", uds, VM_AGENT_READY_PORT);

@@ -596,17 +596,26 @@ out:
 }
 
 int restore_runcfg_load(const char *snapshot, const struct restore_cmd_opts *c,
-			struct restore_runcfg *out, struct sm_error *err)
+			struct restore_runcfg *out, struct fmt_reader **reader,
+			struct sm_error *err)
 {
 	memset(out, 0, sizeof(*out));
+	if (reader)
+		*reader = NULL;
 	struct fmt_reader *rd = NULL;
 	int r = fmt_reader_open(&rd, snapshot, err);
 	if (r < 0)
 		return sm_error_wrap(err, "snapshot %s", snapshot);
 	sm_autofree char *meta = NULL;
 	r = fmt_reader_meta(rd, &meta, err);
-	fmt_reader_close(rd);
-	if (r < 0)
+	if (r < 0) {
+		fmt_reader_close(rd);
 		return sm_error_wrap(err, "snapshot %s", snapshot);
-	return restore_runcfg_from_meta(meta, c, out, err);
+	}
+	r = restore_runcfg_from_meta(meta, c, out, err);
+	if (r == 0 && reader)
+		*reader = rd;
+	else
+		fmt_reader_close(rd);
+	return r;
 }

@@ -11,6 +11,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "sm/format.h"
 #include "sm/restore.h"
 #include "sm/version.h"
 #include "run_opts.h"
@@ -178,7 +179,8 @@ int main(int argc, char **argv)
 	struct restore_runcfg rc;
 	/* The snapshot's metadata first: a bad snapshot, an unknown user or no
 	 * command at all is refused before any VM work. */
-	if (restore_runcfg_load(snap, &c, &rc, &err) < 0) {
+	struct fmt_reader *rd = NULL;
+	if (restore_runcfg_load(snap, &c, &rc, &rd, &err) < 0) {
 		fprintf(stderr, "smrestore: %s\n", err.msg);
 		return 125;
 	}
@@ -186,6 +188,7 @@ int main(int argc, char **argv)
 	if (vm_kvm_require_usable(&err) < 0) {
 		fprintf(stderr, "smrestore: KVM: %s\n", err.msg);
 		restore_runcfg_free(&rc);
+		fmt_reader_close(rd);
 		return 125;
 	}
 	int console_fd = -1;
@@ -197,6 +200,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "smrestore: cannot open %s: %s\n", console,
 				strerror(errno));
 			restore_runcfg_free(&rc);
+			fmt_reader_close(rd);
 			return 125;
 		}
 	}
@@ -226,11 +230,12 @@ int main(int argc, char **argv)
 		.console_fd = console_fd,
 		.sig_fd = sig_fd,
 		.timeout_ms = (int)timeout * 1000,
-		.rootfs = c.rootfs,
+		.rootfs = c.rootfs ? c.rootfs : rc.rootfs,
 		.lazy_uffd = lazy_uffd,
 		/* The command's status is known before the VM is gone: do not
 		 * make the caller wait for the kernel's VM teardown. */
 		.detach_teardown = 1,
+		.reader = rd,
 	};
 	struct restore_timings t;
 	int status = 125;
@@ -241,6 +246,7 @@ int main(int argc, char **argv)
 	if (console_fd > 2)
 		close(console_fd);
 	restore_runcfg_free(&rc);
+	fmt_reader_close(rd);
 	if (r < 0) {
 		fprintf(stderr, "smrestore: %s\n", err.msg);
 		return 125;

@@ -16,6 +16,8 @@
 #include "sm/error.h"
 #include "sm/vm.h"
 
+struct fmt_reader;
+
 struct restore_opts {
 	const char *snapshot;	 /* the snapshot file */
 	const char *cache_root;	 /* NULL: $SM_CACHE or the default cache root */
@@ -41,6 +43,9 @@ struct restore_opts {
 	 * detached keeper process, so restore_run() returns (and a tool exits)
 	 * without waiting for it. Ignored with lazy_uffd. */
 	int detach_teardown;
+	/* An open reader of SNAPSHOT (restore_runcfg_load's) to use instead of
+	 * opening it again; borrowed: the caller closes it after restore_run(). */
+	struct fmt_reader *reader;
 };
 
 /* Where a restore spent its time, in milliseconds from the start of
@@ -67,7 +72,6 @@ struct restore_timings {
 /* Path of the cached memory image for the snapshot open as FMT reader R
  * under ROOT (malloc'ed): ROOT/memory/<key>, key derived from the
  * snapshot's content (memory section checksum and size, metadata checksum). */
-struct fmt_reader;
 int restore_memory_path(struct fmt_reader *r, const char *root, char **out, struct sm_error *err);
 
 /* Restore O->snapshot and run O->argv. *STATUS gets the command's exit
@@ -106,9 +110,12 @@ struct restore_runcfg {
 void restore_runcfg_free(struct restore_runcfg *rc);
 
 /* Open SNAPSHOT, read its metadata and resolve C against it
- * (restore_runcfg_from_meta). Snapshot errors name the file. */
+ * (restore_runcfg_from_meta). Snapshot errors name the file. READER, if not
+ * NULL, gets the open reader on success (the caller closes it: hand it to
+ * restore_run() through restore_opts.reader rather than open the file twice). */
 int restore_runcfg_load(const char *snapshot, const struct restore_cmd_opts *c,
-			struct restore_runcfg *out, struct sm_error *err);
+			struct restore_runcfg *out, struct fmt_reader **reader,
+			struct sm_error *err);
 
 /* Resolve C against snapshot metadata META (JSON text). "config" (the image's
  * run config, oci_config_to_json's form) gives the defaults with Docker's

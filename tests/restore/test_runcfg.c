@@ -630,8 +630,15 @@ static void test_load_snapshot(void **state)
 	struct restore_cmd_opts c = {0};
 	struct restore_runcfg rc;
 	struct sm_error err = {0};
-	assert_int_equal(restore_runcfg_load(snap, &c, &rc, &err), 0);
+	assert_int_equal(restore_runcfg_load(snap, &c, &rc, NULL, &err), 0);
 	assert_string_equal(joined(rc.argv, rc.argc), "/bin/sh -c echo hi");
+	restore_runcfg_free(&rc);
+	/* with READER: the open reader is handed over, still usable */
+	struct fmt_reader *rd = (struct fmt_reader *)&rc; /* overwritten */
+	assert_int_equal(restore_runcfg_load(snap, &c, &rc, &rd, &err), 0);
+	assert_non_null(rd);
+	assert_true(fmt_reader_find(rd, FMT_SEC_META, 0, &err) >= 0);
+	fmt_reader_close(rd);
 	restore_runcfg_free(&rc);
 
 	/* another major version: refused with the version in the message */
@@ -640,16 +647,17 @@ static void test_load_snapshot(void **state)
 	uint16_t major = FMT_VERSION_MAJOR + 1;
 	assert_int_equal(pwrite(fd, &major, 2, 8), 2);
 	close(fd);
-	assert_true(restore_runcfg_load(snap, &c, &rc, &err) < 0);
+	assert_true(restore_runcfg_load(snap, &c, &rc, &rd, &err) < 0);
+	assert_null(rd); /* a failure leaves nothing open */
 	assert_non_null(strstr(err.msg, "snapshot"));
 	assert_non_null(strstr(err.msg, "version 2.0 is not supported"));
 
 	/* not a snapshot, missing */
 	write_str("junk", "this is not a snapshot, just some bytes that are long enough........"
 			  "...............................................................");
-	assert_true(restore_runcfg_load(path_of("junk"), &c, &rc, &err) < 0);
+	assert_true(restore_runcfg_load(path_of("junk"), &c, &rc, NULL, &err) < 0);
 	assert_non_null(strstr(err.msg, "snapshot"));
-	assert_true(restore_runcfg_load(path_of("none.smsnap"), &c, &rc, &err) < 0);
+	assert_true(restore_runcfg_load(path_of("none.smsnap"), &c, &rc, NULL, &err) < 0);
 	assert_non_null(strstr(err.msg, path_of("none.smsnap")));
 	assert_null(rc.argv);
 }
