@@ -39,6 +39,8 @@ struct conn {
 	int fd;
 	uint8_t *in;
 	size_t in_len;
+	int sync_errno; /* a SYNC on it failed: EXEC is refused (the host may send
+			 * EXEC right behind SYNC, before it has seen the ack) */
 };
 
 struct exec {
@@ -290,6 +292,11 @@ static void exec_start(struct conn *c, uint32_t id, const uint8_t *p, size_t len
 		send_error(c, id, EINVAL, "exec id 0 or already in use");
 		return;
 	}
+	if (c->sync_errno) {
+		send_error(c, id, c->sync_errno,
+			   "not run: the guest's clock or RNG could not be synced (SYNC failed)");
+		return;
+	}
 	if (vm_agent_exec_decode(p, len, &req) < 0) {
 		send_error(c, id, EPROTO, "malformed exec request");
 		return;
@@ -482,6 +489,7 @@ static void sync_guest(struct conn *c, uint32_t id, uint8_t *p, size_t len)
 			logmsg("SYNC: clock %s, entropy %s, reseed %s", strerror(ce), strerror(ee),
 			       strerror(re));
 	}
+	c->sync_errno = ce ? ce : ee ? ee : re;
 	uint8_t ack[VM_AGENT_SYNC_ACK_LEN];
 	vm_agent_sync_ack_encode(ack, ce, ee, re);
 	if (send_frame(c, VM_AGENT_SYNC_ACK, id, ack, sizeof(ack)) < 0)
@@ -694,6 +702,7 @@ int main(void)
 				conns[slot].fd = fd;
 				conns[slot].in = in;
 				conns[slot].in_len = 0;
+				conns[slot].sync_errno = 0;
 			} else if (fd >= 0) {
 				close(fd);
 			}

@@ -317,13 +317,6 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		sm_error_wrap(err, "agent");
 		goto out;
 	}
-	/* Before any command: the guest's wall clock to now, fresh entropy
-	 * into its RNG (docs/agent-protocol.md, SYNC). */
-	r = vm_agent_sync(conn, vm_stopped_fd(vm), timeout, err);
-	if (r < 0) {
-		sm_error_wrap(err, "agent");
-		goto out;
-	}
 	t->agent_ms = now_ms() - t0;
 
 	struct vm_agent_job job;
@@ -341,7 +334,10 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	job.stdin_fd = o->stdin_fd;
 	job.stdout_fd = o->stdout_fd;
 	job.stderr_fd = o->stderr_fd;
-	r = vm_agent_run(conn, &job, 1, vm_stopped_fd(vm), o->sig_fd, err);
+	/* SYNC ahead of the command, in the same round trip: the guest's wall
+	 * clock to now and fresh entropy into its RNG before CMD starts
+	 * (docs/agent-protocol.md, SYNC). */
+	r = vm_agent_run_synced(conn, &job, 1, vm_stopped_fd(vm), o->sig_fd, err);
 	if (r < 0) {
 		struct sm_error verr = {0};
 		if (r == -ECANCELED) {

@@ -173,6 +173,109 @@ int vm_agent_connect(const char *uds, uint32_t port, int timeout_ms, struct sm_e
 	return fd;
 }
 
+/* ---- SYNC: wall clock and entropy after a restore ------------------------------ */
+
+static int write_full(int fd, const uint8_t *p, size_t len, struct sm_error *err)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd pf = {.fd = fd, .events = POLLOUT};
+			poll(&pf, 1, 1000);
+			continue;
+		}
+		if (n < 0)
+			return sm_error_errno(err, errno, "write to agent");
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* The SYNC frame (header and payload) into FRAME: the host's clock read
+ * last, right before the caller sends it. */
+#define SYNC_FRAME_MAX (VM_AGENT_HDR_LEN + VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX)
+static int sync_frame(uint8_t frame[SYNC_FRAME_MAX], size_t *flen, struct sm_error *err)
+{
+	uint8_t entropy[VM_AGENT_SYNC_ENTROPY_DEFAULT];
+	size_t got = 0;
+	while (got < sizeof(entropy)) {
+		ssize_t n = getrandom(entropy + got, sizeof(entropy) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return sm_error_errno(err, errno, "getrandom");
+		got += (size_t)n;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct vm_agent_sync s = {.sec = ts.tv_sec,
+				  .nsec = (uint32_t)ts.tv_nsec,
+				  .entropy = entropy,
+				  .entropy_len = sizeof(entropy)};
+	size_t len;
+	int r = vm_agent_sync_encode(&s, frame + VM_AGENT_HDR_LEN,
+				     SYNC_FRAME_MAX - VM_AGENT_HDR_LEN, &len);
+	explicit_bzero(entropy, sizeof(entropy));
+	if (r < 0)
+		return sm_error_set(err, -r, "cannot encode SYNC (host clock %lld)",
+				    (long long)ts.tv_sec);
+	vm_agent_hdr_encode(frame, VM_AGENT_SYNC, 0, (uint32_t)len);
+	*flen = VM_AGENT_HDR_LEN + len;
+	return 0;
+}
+
+/* Check the agent's answer to SYNC: header H, payload P. */
+static int sync_ack_check(const struct vm_agent_hdr *h, const uint8_t *p, struct sm_error *err)
+{
+	if (h->type != VM_AGENT_SYNC_ACK || h->id != 0 || h->len != VM_AGENT_SYNC_ACK_LEN)
+		return sm_error_set(err, EPROTO, "agent answered SYNC with a bad frame");
+	int ce, ee, re;
+	if (vm_agent_sync_ack_decode(p, VM_AGENT_SYNC_ACK_LEN, &ce, &ee, &re) < 0)
+		return sm_error_set(err, EPROTO, "agent sent a bad SYNC_ACK");
+	if (ce)
+		return sm_error_set(err, EIO, "the guest could not set its clock: %s",
+				    strerror(ce));
+	if (ee)
+		return sm_error_set(err, EIO, "the guest could not add entropy: %s", strerror(ee));
+	if (re)
+		return sm_error_set(err, EIO, "the guest could not reseed its RNG: %s",
+				    strerror(re));
+	return 0;
+}
+
+int vm_agent_sync(int fd, int stop_fd, int timeout_ms, struct sm_error *err)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	uint8_t frame[SYNC_FRAME_MAX];
+	size_t flen;
+	int r = sync_frame(frame, &flen, err);
+	if (r == 0)
+		r = write_full(fd, frame, flen, err);
+	explicit_bzero(frame, sizeof(frame));
+	if (r < 0)
+		return sm_error_wrap(err, "agent SYNC");
+	uint8_t ack[VM_AGENT_HDR_LEN + VM_AGENT_SYNC_ACK_LEN];
+	r = read_full(fd, ack, VM_AGENT_HDR_LEN, deadline, stop_fd, err);
+	if (r == -ECONNRESET)
+		return sm_error_wrap(err,
+				     "agent SYNC (an agent older than protocol %d closes "
+				     "the connection on SYNC)",
+				     VM_AGENT_PROTO_VERSION);
+	if (r < 0)
+		return sm_error_wrap(err, "agent SYNC");
+	struct vm_agent_hdr h;
+	if (vm_agent_hdr_decode(ack, &h) < 0 || h.type != VM_AGENT_SYNC_ACK || h.id != 0 ||
+	    h.len != VM_AGENT_SYNC_ACK_LEN)
+		return sm_error_set(err, EPROTO, "agent answered SYNC with a bad frame");
+	r = read_full(fd, ack + VM_AGENT_HDR_LEN, VM_AGENT_SYNC_ACK_LEN, deadline, stop_fd, err);
+	if (r < 0)
+		return sm_error_wrap(err, "agent SYNC");
+	return sync_ack_check(&h, ack + VM_AGENT_HDR_LEN, err);
+}
+
 /* ---- running jobs ---------------------------------------------------------------- */
 
 struct outbuf {
@@ -271,8 +374,8 @@ static int on_frame(const struct vm_agent_hdr *h, const uint8_t *p, struct vm_ag
 	return sm_error_set(err, EPROTO, "agent sent unexpected frame type %u", h->type);
 }
 
-int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_fd,
-		 struct sm_error *err)
+static int run_jobs(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_fd, int sync,
+		    struct sm_error *err)
 {
 	struct outbuf o = {0};
 	uint8_t *in = NULL;
@@ -287,6 +390,16 @@ int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_
 	if (!in || !pf) {
 		rc = sm_error_set(err, ENOMEM, "out of memory");
 		goto out;
+	}
+	if (sync) { /* ahead of the EXEC frames: the agent handles it first */
+		uint8_t frame[SYNC_FRAME_MAX];
+		size_t flen;
+		rc = sync_frame(frame, &flen, err);
+		if (rc == 0 && out_append(&o, frame, flen) < 0)
+			rc = sm_error_set(err, ENOMEM, "out of memory");
+		explicit_bzero(frame, sizeof(frame));
+		if (rc < 0)
+			goto out;
 	}
 	for (int i = 0; i < n; i++) {
 		uint8_t *p;
@@ -386,9 +499,19 @@ int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_
 				}
 				if (in_len - off - VM_AGENT_HDR_LEN < h.len)
 					break;
-				rc = on_frame(&h, in + off + VM_AGENT_HDR_LEN, jobs, n, &left, err);
-				if (rc < 0)
-					goto out;
+				if (sync) { /* SYNC_ACK comes first */
+					rc = sync_ack_check(&h, in + off + VM_AGENT_HDR_LEN, err);
+					if (rc < 0) {
+						sm_error_wrap(err, "agent SYNC");
+						goto out;
+					}
+					sync = 0;
+				} else {
+					rc = on_frame(&h, in + off + VM_AGENT_HDR_LEN, jobs, n,
+						      &left, err);
+					if (rc < 0)
+						goto out;
+				}
 				off += VM_AGENT_HDR_LEN + h.len;
 			}
 			memmove(in, in + off, in_len - off);
@@ -412,93 +535,22 @@ int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_
 		}
 	}
 out:
+	if (o.p)
+		explicit_bzero(o.p, o.cap); /* the SYNC entropy may still be in it */
 	free(o.p);
 	free(in);
 	free(pf);
 	return rc;
 }
 
-/* ---- SYNC: wall clock and entropy after a restore ------------------------------ */
-
-static int write_full(int fd, const uint8_t *p, size_t len, struct sm_error *err)
+int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_fd,
+		 struct sm_error *err)
 {
-	while (len) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			struct pollfd pf = {.fd = fd, .events = POLLOUT};
-			poll(&pf, 1, 1000);
-			continue;
-		}
-		if (n < 0)
-			return sm_error_errno(err, errno, "write to agent");
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return run_jobs(fd, jobs, n, stop_fd, sig_fd, 0, err);
 }
 
-int vm_agent_sync(int fd, int stop_fd, int timeout_ms, struct sm_error *err)
+int vm_agent_run_synced(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_fd,
+			struct sm_error *err)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	uint8_t entropy[VM_AGENT_SYNC_ENTROPY_DEFAULT];
-	size_t got = 0;
-	while (got < sizeof(entropy)) {
-		ssize_t n = getrandom(entropy + got, sizeof(entropy) - got, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return sm_error_errno(err, errno, "getrandom");
-		got += (size_t)n;
-	}
-	uint8_t frame[VM_AGENT_HDR_LEN + VM_AGENT_SYNC_FIXED + VM_AGENT_SYNC_ENTROPY_MAX];
-	struct timespec ts;
-	/* Read the clock last, right before sending. */
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct vm_agent_sync s = {.sec = ts.tv_sec,
-				  .nsec = (uint32_t)ts.tv_nsec,
-				  .entropy = entropy,
-				  .entropy_len = sizeof(entropy)};
-	size_t len;
-	int r = vm_agent_sync_encode(&s, frame + VM_AGENT_HDR_LEN, sizeof(frame) - VM_AGENT_HDR_LEN,
-				     &len);
-	explicit_bzero(entropy, sizeof(entropy));
-	if (r < 0)
-		return sm_error_set(err, -r, "cannot encode SYNC (host clock %lld)",
-				    (long long)ts.tv_sec);
-	vm_agent_hdr_encode(frame, VM_AGENT_SYNC, 0, (uint32_t)len);
-	r = write_full(fd, frame, VM_AGENT_HDR_LEN + len, err);
-	explicit_bzero(frame, sizeof(frame));
-	if (r < 0)
-		return sm_error_wrap(err, "agent SYNC");
-	uint8_t ack[VM_AGENT_HDR_LEN + VM_AGENT_SYNC_ACK_LEN];
-	r = read_full(fd, ack, VM_AGENT_HDR_LEN, deadline, stop_fd, err);
-	if (r == -ECONNRESET)
-		return sm_error_wrap(err,
-				     "agent SYNC (an agent older than protocol %d closes "
-				     "the connection on SYNC)",
-				     VM_AGENT_PROTO_VERSION);
-	if (r < 0)
-		return sm_error_wrap(err, "agent SYNC");
-	struct vm_agent_hdr h;
-	if (vm_agent_hdr_decode(ack, &h) < 0 || h.type != VM_AGENT_SYNC_ACK || h.id != 0 ||
-	    h.len != VM_AGENT_SYNC_ACK_LEN)
-		return sm_error_set(err, EPROTO, "agent answered SYNC with a bad frame");
-	r = read_full(fd, ack + VM_AGENT_HDR_LEN, VM_AGENT_SYNC_ACK_LEN, deadline, stop_fd, err);
-	if (r < 0)
-		return sm_error_wrap(err, "agent SYNC");
-	int ce, ee, re;
-	if (vm_agent_sync_ack_decode(ack + VM_AGENT_HDR_LEN, VM_AGENT_SYNC_ACK_LEN, &ce, &ee, &re) <
-	    0)
-		return sm_error_set(err, EPROTO, "agent sent a bad SYNC_ACK");
-	if (ce)
-		return sm_error_set(err, EIO, "the guest could not set its clock: %s",
-				    strerror(ce));
-	if (ee)
-		return sm_error_set(err, EIO, "the guest could not add entropy: %s", strerror(ee));
-	if (re)
-		return sm_error_set(err, EIO, "the guest could not reseed its RNG: %s",
-				    strerror(re));
-	return 0;
+	return run_jobs(fd, jobs, n, stop_fd, sig_fd, 1, err);
 }

@@ -683,3 +683,11 @@ int vm_agent_run(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_
  * or mix in and credit the entropy; -ECANCELED when STOP_FD fires. */
 #define VM_AGENT_SYNC_ENTROPY_DEFAULT 64
 int vm_agent_sync(int fd, int stop_fd, int timeout_ms, struct sm_error *err);
+
+/* vm_agent_sync() and vm_agent_run() in one round trip: SYNC goes out
+ * ahead of the EXEC frames (the agent handles a connection's frames in
+ * order, and refuses EXEC on a connection whose SYNC failed), SYNC_ACK must
+ * be the first frame back, and a failed step fails the run (-EIO) as
+ * vm_agent_sync() would. No timeout of its own: STOP_FD ends it. */
+int vm_agent_run_synced(int fd, struct vm_agent_job *jobs, int n, int stop_fd, int sig_fd,
+			struct sm_error *err);

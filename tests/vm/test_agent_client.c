@@ -371,6 +371,8 @@ struct fake_sync {
 	uint32_t nsec;
 	uint8_t entropy[VM_AGENT_SYNC_ENTROPY_MAX];
 	uint32_t entropy_len;
+	int synced;	     /* the host calls vm_agent_run_synced() */
+	int exec_before_ack; /* the EXEC frame came before the agent's answer */
 };
 
 /* One send per frame, no SIGPIPE: the host may hang up after a bad header. */
@@ -404,6 +406,19 @@ static void *fake_sync_agent(void *arg)
 		f->entropy_len = s.entropy_len;
 		memcpy(f->entropy, s.entropy, s.entropy_len);
 	}
+	uint32_t exec_id = 0;
+	if (f->synced) {
+		/* Pipelined: the EXEC frame must arrive without the agent answering
+		 * SYNC first (a host that waits for the ack would stall here). */
+		struct pollfd pf = {.fd = f->fd, .events = POLLIN};
+		struct vm_agent_hdr hd;
+		if (poll(&pf, 1, 2000) == 1 && read_full(f->fd, h, sizeof(h)) == 0 &&
+		    vm_agent_hdr_decode(h, &hd) == 0 && hd.type == VM_AGENT_EXEC &&
+		    hd.len <= sizeof(payload) && read_full(f->fd, payload, hd.len) == 0) {
+			f->exec_before_ack = 1;
+			exec_id = hd.id;
+		}
+	}
 	uint8_t ack[VM_AGENT_SYNC_ACK_LEN];
 	switch (f->mode) {
 	case SYNC_OK:
@@ -433,7 +448,13 @@ static void *fake_sync_agent(void *arg)
 			break;
 		break;
 	}
-	if (f->mode == SYNC_THEN_EXEC) {
+	if (f->synced && f->mode == SYNC_OK && exec_id) {
+		uint8_t ex[8];
+		vm_agent_exit_encode(ex, 0, 5);
+		sync_reply(f->fd, VM_AGENT_EXIT, exec_id, ex, 8);
+	} else if (f->synced && f->mode == SYNC_SILENT) {
+		/* answers nothing; the host ends it with the connection */
+	} else if (f->mode == SYNC_THEN_EXEC) {
 		/* The ack was consumed exactly: an exec on the same connection works. */
 		assert_int_equal(read_full(f->fd, h, sizeof(h)), 0);
 		struct vm_agent_hdr hd;
@@ -456,7 +477,18 @@ static int run_sync(struct fake_sync *f, int timeout_ms, struct sm_error *err)
 	f->fd = sp[1];
 	pthread_t th;
 	pthread_create(&th, NULL, fake_sync_agent, f);
-	int r = vm_agent_sync(sp[0], -1, timeout_ms, err);
+	int r;
+	if (f->synced) {
+		struct vm_agent_job j;
+		job_init(&j, -1, -1, -1, 0);
+		r = vm_agent_run_synced(sp[0], &j, 1, -1, -1, err);
+		if (r == 0)
+			assert_int_equal(j.code, 5);
+		close(sp[0]);
+		pthread_join(th, NULL);
+		return r;
+	}
+	r = vm_agent_sync(sp[0], -1, timeout_ms, err);
 	if (f->mode == SYNC_THEN_EXEC) {
 		assert_int_equal(r, 0);
 		struct vm_agent_job j;
@@ -532,6 +564,38 @@ static void test_sync_failures(void **state)
 	close(stop[1]);
 }
 
+/* SYNC and EXEC in one round trip: the EXEC frame goes out before the ack,
+ * the ack is checked first, and a failed step fails the run. */
+static void test_sync_pipelined(void **state)
+{
+	(void)state;
+	struct sm_error err = {0};
+	struct fake_sync a = {.mode = SYNC_OK, .synced = 1};
+	assert_int_equal(run_sync(&a, 0, &err), 0);
+	assert_int_equal(a.decode_rc, 0);
+	assert_int_equal(a.hdr.type, VM_AGENT_SYNC);
+	assert_int_equal(a.entropy_len, VM_AGENT_SYNC_ENTROPY_DEFAULT);
+	assert_true(a.exec_before_ack);
+	struct {
+		int mode, rc;
+		const char *msg;
+	} cases[] = {
+		{SYNC_CLOCK_FAILS, -EIO, "clock"},
+		{SYNC_RESEED_FAILS, -EIO, "reseed"},
+		{SYNC_BAD_ACK, -EPROTO, "SYNC_ACK"},
+		{SYNC_WRONG_TYPE, -EPROTO, "bad frame"},
+		{SYNC_HANG_UP, -ECONNRESET, "closed the connection"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct fake_sync f = {.mode = cases[i].mode, .synced = 1};
+		int r = run_sync(&f, 0, &err);
+		assert_int_equal(f.decode_rc, 0);
+		assert_true(f.exec_before_ack);
+		if (r != cases[i].rc || !strstr(err.msg, cases[i].msg))
+			fail_msg("case %zu: rc %d msg '%s'", i, r, err.msg);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -544,6 +608,7 @@ int main(void)
 		cmocka_unit_test(test_ready_and_connect),
 		cmocka_unit_test(test_sync),
 		cmocka_unit_test(test_sync_failures),
+		cmocka_unit_test(test_sync_pipelined),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
