@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 packages=(
 	# build
 	build-essential cmake pkg-config git clang clang-14 clang-format libclang-rt-14-dev linux-libc-dev
-	libzstd-dev libarchive-dev libcurl4-openssl-dev libssl-dev libjansson-dev libcmocka-dev
+	libzstd-dev zlib1g-dev libarchive-dev libcurl4-openssl-dev libssl-dev libjansson-dev libcmocka-dev
 	# guest kernel from Debian's source
 	linux-source-6.1 bc flex bison libelf-dev xz-utils kmod cpio
 	# guests, the emulated KVM host, images and peers for tests and benchmarks
