@@ -744,9 +744,47 @@ static int fetch_blob(void *ctx, const char *digest, int64_t size, struct sm_err
 }
 
 /* Fetch manifest REFERENCE (tag or digest), verify, store; *digest out. */
-static int fetch_manifest(struct reg *r, const char *reference, char **digest, int *is_index,
-			  struct sm_error *err)
+/* Is the manifest BODY an index (*is_index)? Schema 1 and non-objects are refused. */
+static int manifest_kind(struct reg *r, const char *reference, const char *body, size_t len,
+			 int *is_index, struct sm_error *err)
 {
+	json_t *j = json_loadb(body, len, 0, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return sm_error_set(err, EINVAL, "manifest %s is not a JSON object", reference);
+	}
+	json_t *sv = json_object_get(j, "schemaVersion");
+	int schema1 = json_is_integer(sv) && json_integer_value(sv) == 1;
+	*is_index = json_is_array(json_object_get(j, "manifests"));
+	json_decref(j);
+	if (schema1)
+		return sm_error_set(
+			err, ENOTSUP,
+			"%s/%s:%s is a Docker schema 1 manifest, which is deprecated and "
+			"not supported; push the image again with a current tool",
+			r->ref->registry, r->ref->repository, reference);
+	return 0;
+}
+
+/* The manifest REFERENCE (a tag or a digest) into the cache; *digest gets its
+ * digest. SIZE: its size when an index named it, else -1. */
+static int fetch_manifest(struct reg *r, const char *reference, int64_t size, char **digest,
+			  int *is_index, struct sm_error *err)
+{
+	enum cache_digest_alg alg = CACHE_DIGEST_SHA256;
+	int by_digest = cache_digest_parse(reference, &alg, NULL, NULL) == 0;
+	if (by_digest && cache_blob_has(r->c, reference, size)) {
+		/* Content-addressed and already here (cache_blob_read checks the
+		 * digest again): no request. A tag always asks the registry. */
+		sm_autofree char *buf = NULL;
+		size_t len;
+		int rc = cache_blob_read(r->c, reference, MANIFEST_MAX, &buf, &len, err);
+		if (rc == 0)
+			rc = manifest_kind(r, reference, buf, len, is_index, err);
+		if (rc == 0 && !(*digest = strdup(reference)))
+			rc = sm_error_set(err, ENOMEM, "out of memory");
+		return rc;
+	}
 	struct resp p = {.max = MANIFEST_MAX};
 	char path[1200];
 	snprintf(path, sizeof(path), "%s/manifests/%s", r->ref->repository, reference);
@@ -760,8 +798,6 @@ static int fetch_manifest(struct reg *r, const char *reference, char **digest, i
 				  r->ref->registry, r->ref->repository, reference);
 		goto out;
 	}
-	enum cache_digest_alg alg = CACHE_DIGEST_SHA256;
-	int by_digest = cache_digest_parse(reference, &alg, NULL, NULL) == 0;
 	char d[CACHE_DIGEST_MAX];
 	cache_digest_buf(alg, p.body ? p.body : "", p.len, d, NULL);
 	if (by_digest && strcmp(d, reference)) {
@@ -775,23 +811,9 @@ static int fetch_manifest(struct reg *r, const char *reference, char **digest, i
 				  reference, d, p.docker_digest);
 		goto out;
 	}
-	json_t *j = json_loadb(p.body ? p.body : "", p.len, 0, NULL);
-	if (!json_is_object(j)) {
-		json_decref(j);
-		rc = sm_error_set(err, EINVAL, "manifest %s is not a JSON object", reference);
+	rc = manifest_kind(r, reference, p.body ? p.body : "", p.len, is_index, err);
+	if (rc < 0)
 		goto out;
-	}
-	json_t *sv = json_object_get(j, "schemaVersion");
-	int schema1 = json_is_integer(sv) && json_integer_value(sv) == 1;
-	*is_index = json_is_array(json_object_get(j, "manifests"));
-	json_decref(j);
-	if (schema1) {
-		rc = sm_error_set(err, ENOTSUP,
-				  "%s/%s:%s is a Docker schema 1 manifest, which is deprecated and "
-				  "not supported; push the image again with a current tool",
-				  r->ref->registry, r->ref->repository, reference);
-		goto out;
-	}
 	if (!cache_blob_has(r->c, d, (int64_t)p.len)) {
 		struct cache_blob_writer w;
 		if ((rc = cache_blob_begin(r->c, d, &w, err)) < 0)
@@ -922,15 +944,11 @@ int oci_registry_pull(struct cache *c, const struct oci_ref *ref, const struct o
 		oci_platform_host(&plat);
 	load_credentials(&r);
 
-	/* ping: learns the auth scheme up front */
-	struct resp p = {.max = ERRBODY_MAX};
-	rc = reg_get(&r, "", NULL, &p, err);
-	resp_reset(&p);
-	if (rc < 0 && rc != -ENOENT) /* some registries 404 on /v2/ */
-		goto out;
-
+	/* No /v2/ ping first (containerd does without one too): the first
+	 * request's 401 carries the same challenge and reg_get() answers it.
+	 * One round trip less per pull; a cache hit of a tag makes just one. */
 	int is_index = 0;
-	rc = fetch_manifest(&r, ref->digest ? ref->digest : ref->tag, &md, &is_index, err);
+	rc = fetch_manifest(&r, ref->digest ? ref->digest : ref->tag, -1, &md, &is_index, err);
 	for (int depth = 0; rc == 0 && is_index && depth < 4; depth++) {
 		sm_autofree char *buf = NULL;
 		size_t len;
@@ -944,7 +962,7 @@ int oci_registry_pull(struct cache *c, const struct oci_ref *ref, const struct o
 		}
 		free(md);
 		md = NULL;
-		rc = fetch_manifest(&r, next, &md, &is_index, err);
+		rc = fetch_manifest(&r, next, sz, &md, &is_index, err);
 		free(next);
 	}
 	if (rc < 0)

@@ -40,6 +40,13 @@ same() { python3 "$src/tests/oci/compare_trees.py" "$t/ref/rootfs" "$1" >/dev/nu
 
 start ok
 pull "$t/out-ok" || fail "ok: $(cat "$t/err")"; same "$t/out-ok"; echo "ok: plain pull"
+grep -q "^GET /v2/ " "$t/log" && fail "ok: a /v2/ ping was sent (the first request's 401 is the challenge)"
+# Everything cached: the one request left is the tag's manifest.
+mv "$t/log" "$t/log.first"
+pull "$t/out-ok2" || fail "ok again: $(cat "$t/err")"; same "$t/out-ok2"
+[ "$(grep -c '^[A-Z]* /' "$t/log")" -eq 1 ] && grep -q "^GET /v2/test/busybox/manifests/latest " "$t/log" ||
+	fail "ok again: expected only GET .../manifests/latest, got: $(cat "$t/log")"
+echo "ok: a cached pull makes one request"
 
 start cut
 pull "$t/out-cut" || fail "cut: $(cat "$t/err")"; same "$t/out-cut"
