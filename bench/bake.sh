@@ -3,9 +3,15 @@
 # from a local registry (Debian's docker-registry, started inside the
 # emulated KVM host on loopback), split into the phases smbake reports:
 # pull, unpack, boot, ready, capture, write, publish, total (median of RUNS cold
-# bakes, each with an empty cache), then one cached re-bake of the same
-# inputs (wall time of the smbake process; target <= 0.2 s) and the size of
-# the snapshot file.
+# bakes, each with an empty cache), then cached re-bakes of the same inputs
+# (wall time of the smbake process, median of $SM_BENCH_CACHED_RUNS, default
+# 5; target <= 0.2 s) and the size of the snapshot file.
+#
+# A cache hit runs no VM, so it is also measured directly on this machine
+# (no emulation): the registry is served here, `smbake --unpack-only` fills
+# a cache here with the same blobs and root filesystem, the snapshot baked in
+# the emulated host is placed in it under its bake key, and after one warm-up
+# hit (which memoizes the kernel's digest) the same median is taken.
 #
 #   bench/bake.sh [RUNS] [IMAGE...]   (default 3 busybox debian; rows on
 #                                      stdout, see bench/run.sh)
@@ -149,19 +155,70 @@ for img in images:
         print(f"{img} cold bake {n + 1}: total {j.get('total_ms')} ms (wall {j['wall_ms']:.0f} ms), "
               f"snapshot {r['snapshot_bytes'] / 2**20:.1f} MiB", file=sys.stderr, flush=True)
         json.dump(s, open(out + "/samples.json", "w"))
-    if r["cached"] is None:
+    if not r["cached"]:
         if not os.path.exists(cache):  # retried emulated host: warm the cache again
             bake(ref, cache, snap)
-        j = bake(ref, cache, snap)
-        if not j.get("cache_hit"):
-            sys.exit(f"smbake {ref}: the re-bake of the same inputs was not a cache hit")
-        r["cached"] = j
-        print(f"{img} cached re-bake: {j['wall_ms']:.0f} ms wall", file=sys.stderr, flush=True)
+        r["cached"] = []
+        for n in range(int(os.environ.get("SM_BENCH_CACHED_RUNS", "5"))):
+            j = bake(ref, cache, snap)
+            if not j.get("cache_hit"):
+                sys.exit(f"smbake {ref}: the re-bake of the same inputs was not a cache hit")
+            r["cached"].append(j)
+            print(f"{img} cached re-bake {n + 1}: {j['wall_ms']:.0f} ms wall", file=sys.stderr,
+                  flush=True)
+        # for the direct measurement outside (bench/bake.sh, after the host)
+        os.makedirs(out + "/native", exist_ok=True)
+        shutil.copy(r["cached"][-1]["cached_path"], f"{out}/native/{img}.snap")
+        r["bake_key"] = r["cached"][-1]["bake_key"]
         json.dump(s, open(out + "/samples.json", "w"))
 PY
 
 bench_kvmhost --mem 3072 --timeout $((300 + runs * 150 * ${#images[@]})) --rw "$out" -- \
 	bash "$out/inner.sh" "$out" "$port" "$build" "$kernel" "$port" "$runs" "${images[@]}"
+
+# The cache hit again, directly on this machine (see the header).
+if [ -d "$out/native" ]; then
+	docker-registry serve "$out/reg.yml" >"$out/reg.log" 2>&1 &
+	rpid=$!
+	if wait_registry "$port"; then
+		python3 - "$out" "$build" "$kernel" "$port" <<'PY' || echo "bake bench: the direct cache-hit measurement failed" >&2
+import json, os, shutil, statistics, subprocess, sys, time
+out, build, kernel, port = sys.argv[1:5]
+smbake = build + "/tools/smbake"
+s = json.load(open(out + "/samples.json"))
+for img, r in s["images"].items():
+    snap = f"{out}/native/{img}.snap"
+    if not os.path.exists(snap) or not r.get("bake_key"):
+        continue
+    ref = f"127.0.0.1:{port}/bench/{img}:latest"
+    env = dict(os.environ, SM_CACHE=f"{out}/native-cache-{img}", SM_AGENT=build + "/agent/sminit")
+    subprocess.run([smbake, "--unpack-only", ref, "-o", f"{out}/native-rootfs-{img}"], env=env,
+                   check=True, stdin=subprocess.DEVNULL)
+    os.makedirs(env["SM_CACHE"] + "/snapshots", exist_ok=True)
+    shutil.copy(snap, f"{env['SM_CACHE']}/snapshots/{r['bake_key'][7:]}.snap")
+    cmd = [smbake, ref, "-o", f"{out}/native-{img}.snap", "--json", "--kernel", kernel]
+    v = []
+    for n in range(1 + int(os.environ.get("SM_BENCH_CACHED_RUNS", "5"))):
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, env=env, capture_output=True, stdin=subprocess.DEVNULL)
+        wall = (time.monotonic() - t0) * 1000
+        j = json.loads(p.stdout.decode().splitlines()[-1]) if p.returncode == 0 else {}
+        if not j.get("cache_hit"):
+            sys.exit(f"{img}: the direct re-bake was not a cache hit: {p.stderr.decode()[-500:]}")
+        if n > 0:  # the first hit memoizes the kernel digest in this cache
+            j["wall_ms"] = wall
+            v.append(j)
+    r["cached_native"] = v
+    print(f"{img} cached re-bake here: {statistics.median(x['wall_ms'] for x in v):.1f} ms",
+          file=sys.stderr)
+json.dump(s, open(out + "/samples.json", "w"))
+PY
+	else
+		echo "bake bench: the registry did not start here; no direct cache-hit figure" >&2
+	fi
+	kill $rpid 2>/dev/null || true
+	wait $rpid 2>/dev/null || true
+fi
 bench_samples
 python3 - "$out/samples.json" <<'PY'
 import json, statistics, sys
@@ -185,9 +242,19 @@ for img, r in s["images"].items():
     if r.get("snapshot_bytes"):
         row("bake", f"{img}_snapshot_size", "MiB", round(r["snapshot_bytes"] / 2**20, 2), 1,
             note="size of the snapshot file")
+    med = lambda v, k: round(statistics.median([j[k] for j in v]), 1)
     if r.get("cached"):
-        row("bake", f"{img}_cached_rebake", "ms", round(r["cached"]["wall_ms"], 1), 1,
+        c = r["cached"]
+        row("bake", f"{img}_cached_rebake", "ms", med(c, "wall_ms"), len(c),
             peer="target", peer_value=200.0,
-            note="wall time of a second smbake of the same inputs (cache hit, "
-                 f"smbake total_ms {r['cached'].get('total_ms')}); target <= 0.2 s; {where}")
+            note="wall time of smbake of the same inputs again (cache hit, median; smbake "
+                 f"total_ms median {med(c, 'total_ms')}); target <= 0.2 s; inside QEMU TCG "
+                 "(no VM runs on a hit; absolute times are not bare metal)")
+    if r.get("cached_native"):
+        c = r["cached_native"]
+        row("bake", f"{img}_cached_rebake_direct", "ms", med(c, "wall_ms"), len(c),
+            peer="target", peer_value=200.0,
+            note="the same cache hit run directly on this machine (no emulation): registry "
+                 "served here, blobs and root filesystem unpacked here, the snapshot baked "
+                 f"in the emulated host (median; smbake total_ms median {med(c, 'total_ms')})")
 PY
