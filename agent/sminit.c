@@ -327,6 +327,10 @@ static void exec_start(struct conn *c, uint32_t id, const uint8_t *p, size_t len
 	}
 	pid_t pid = fork();
 	if (pid == 0) {
+		/* The command starts with default signal handling: the agent
+		 * ignores SIGPIPE, which exec would pass on (`yes | head` and
+		 * every shell pipeline rely on SIGPIPE killing the writer). */
+		signal(SIGPIPE, SIG_DFL);
 		sigset_t all;
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);

@@ -14,3 +14,17 @@ if [ "$rc" != 3 ] || [ "$(cat "$work/out")" != hello ]; then
 	exit 1
 fi
 echo "PASS: hello, exit 3"
+
+# The command starts with default signal dispositions: the agent ignores
+# SIGPIPE itself, which exec would pass on (shell pipelines rely on it).
+"$smrun" --kernel "$kernel" --console "$work/console2" --no-stdin -- \
+	grep SigIgn /proc/self/status >"$work/out2" 2>"$work/err2" || {
+	cat "$work/err2" >&2
+	echo "FAIL: grep SigIgn" >&2
+	exit 1
+}
+if [ "$(tr -d ' \t' <"$work/out2")" != SigIgn:0000000000000000 ]; then
+	echo "FAIL: the command inherited ignored signals: $(cat "$work/out2")" >&2
+	exit 1
+fi
+echo "PASS: no signal ignored in the command"
