@@ -33,6 +33,7 @@ struct restore_uffd {
 	int started;
 	pthread_mutex_t lock; /* vm, failed, err, st */
 	struct vm *vm;
+	int detached; /* restore_uffd_attach(NULL): the VM and its RAM are going away */
 	int failed;
 	struct sm_error err;
 	struct restore_uffd_stats st;
@@ -104,7 +105,12 @@ static void uffd_wake(int fd, uint8_t *start, uint64_t len)
 static void record_failure(struct restore_uffd *u, const struct sm_error *e)
 {
 	pthread_mutex_lock(&u->lock);
-	if (!u->failed) {
+	/* Once the VM is being torn down its RAM is unmapped under a fill in
+	 * flight: UFFDIO_COPY/ZEROPAGE then fail with ENOENT (no mapping) or
+	 * ESRCH (no mm). Nobody reads that memory any more: not a failure of
+	 * the restore, whose command has already finished. */
+	int gone = u->detached && (e->errnum == ENOENT || e->errnum == ESRCH);
+	if (!u->failed && !gone) {
 		u->failed = 1;
 		u->err = *e;
 	}
@@ -331,6 +337,8 @@ void restore_uffd_attach(struct restore_uffd *u, struct vm *vm)
 {
 	pthread_mutex_lock(&u->lock);
 	u->vm = vm;
+	if (!vm)
+		u->detached = 1;
 	if (u->failed && vm)
 		vm_stop(vm);
 	pthread_mutex_unlock(&u->lock);

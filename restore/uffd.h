@@ -43,7 +43,9 @@ int restore_uffd_start(struct fmt_reader *r, uint64_t mem_size, struct restore_u
 
 /* Tell the handler which VM runs on the memory: when a block cannot be
  * filled (a corrupt frame, an I/O error) it stops that VM (the faulting
- * access gets zeroes so no thread hangs) and restore_uffd_stop() reports it. */
+ * access gets zeroes so no thread hangs) and restore_uffd_stop() reports it.
+ * After attach(NULL) (teardown) a fill that fails because the RAM is gone
+ * (ENOENT, ESRCH) is not reported. */
 void restore_uffd_attach(struct restore_uffd *u, struct vm *vm);
 
 /* Stop and join the handler, close the userfaultfd and free U (NULL is a
