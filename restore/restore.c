@@ -194,6 +194,20 @@ static int early_kvm_join(struct early_kvm *e, struct sm_error *err)
 	return e->r;
 }
 
+/* The run's directory and the vsock sockets in it (UDS, and UDS_<ready port>
+ * that the device may have made), once. */
+static void remove_run_dir(const char *dir, const char *uds, int *have_dir)
+{
+	if (!*have_dir)
+		return;
+	char p[160];
+	snprintf(p, sizeof(p), "%s_%d", uds, VM_AGENT_READY_PORT);
+	unlink(p);
+	unlink(uds);
+	rmdir(dir);
+	*have_dir = 0;
+}
+
 int restore_run(const struct restore_opts *o, int *status, struct restore_timings *tm,
 		struct sm_error *err)
 {
@@ -357,6 +371,14 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		*status = job.signaled ? 128 + job.code : job.code;
 	}
 	r = 0;
+	if (o->on_done) {
+		/* Nothing the caller could see is left behind: the command's
+		 * output is written, the connection and the directory are gone. */
+		close(conn);
+		conn = -1;
+		remove_run_dir(dir, uds, &have_dir);
+		o->on_done(*status, t, o->on_done_arg);
+	}
 out:
 	if (ek.started) /* left before the VM was made */
 		pthread_join(ek.thread, NULL);
@@ -365,10 +387,7 @@ out:
 		close(conn);
 	if (uffd)
 		restore_uffd_attach(uffd, NULL);
-	if (o->detach_teardown && !uffd)
-		vm_destroy_detached(vm);
-	else
-		vm_destroy(vm);
+	vm_destroy(vm);
 	if (ram)
 		munmap(ram, info.mem_size);
 	if (uffd) {
@@ -387,13 +406,7 @@ out:
 	}
 	if (rd != o->reader)
 		fmt_reader_close(rd);
-	if (have_dir) {
-		char p[160];
-		snprintf(p, sizeof(p), "%s_%d", uds, VM_AGENT_READY_PORT);
-		unlink(p);
-		unlink(uds);
-		rmdir(dir);
-	}
+	remove_run_dir(dir, uds, &have_dir);
 	free(root);
 	free(mem_path);
 	free(fs_root);

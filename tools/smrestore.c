@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sm/format.h"
@@ -52,6 +55,105 @@ static const char usage[] =
 	"Exit status: CMD's status (128+N when killed by signal N; 127 when CMD is\n"
 	"not found, 126 when it cannot be run), 125 on a supermachine error (bad\n"
 	"arguments, bad snapshot, no KVM, unknown user).\n";
+
+static void print_timing(const struct restore_timings *t)
+{
+	fprintf(stderr,
+		"{\"smrestore_timing\":1,\"cache_hit\":%d,\"validate_ms\":%.2f,"
+		"\"memory_ms\":%.2f,\"create_ms\":%.2f,\"state_ms\":%.2f,\"resume_ms\":%.2f,"
+		"\"agent_ms\":%.2f,\"done_ms\":%.2f,\"vm_kvm_ms\":%.2f,"
+		"\"vm_create_vm_ms\":%.2f,\"vm_memory_ms\":%.2f,\"vm_devices_ms\":%.2f,"
+		"\"vm_vcpus_ms\":%.2f,\"exits_io\":%llu,\"exits_uart\":%llu,"
+		"\"exits_mmio\":%llu,\"exits_virtio_mmio\":%llu,\"exits_other\":%llu}\n",
+		t->cache_hit, t->validate_ms, t->memory_ms, t->create_ms, t->state_ms, t->resume_ms,
+		t->agent_ms, t->done_ms, t->vm.kvm_ms, t->vm.create_vm_ms, t->vm.memory_ms,
+		t->vm.devices_ms, t->vm.vcpus_ms, (unsigned long long)t->exits.io,
+		(unsigned long long)t->exits.uart, (unsigned long long)t->exits.mmio,
+		(unsigned long long)t->exits.virtio_mmio, (unsigned long long)t->exits.other);
+}
+
+/*
+ * Exit early, tear down late. The process the caller waits for (this one)
+ * does not hold the VM: a child restores and runs CMD, reports CMD's status
+ * through a pipe as soon as it is known, lets go of stdin/stdout/stderr, and
+ * only then tears the VM down (vCPU and device threads, guest RAM, the
+ * kernel's release of the VM: 15-20 ms of smrestore's wall time in the
+ * emulated host, and the keeper fork that used to move only the last part
+ * aside). This process exits with the status meanwhile. QEMU's `-run-with
+ * async-teardown=on` does the same for the same reason.
+ *
+ * The child dies with this process (PR_SET_PDEATHSIG) until it has reported.
+ * Signals sent to this process are forwarded to the child, which forwards
+ * them to CMD; a terminal's signals (SI_KERNEL) reach the child directly, as
+ * both are in the terminal's foreground process group, and are not sent twice.
+ */
+struct done_report {
+	int fd;
+	int timing;
+};
+
+static void report_done(int status, const struct restore_timings *t, void *arg)
+{
+	struct done_report *d = arg;
+	if (d->timing)
+		print_timing(t);
+	fflush(stdout);
+	fflush(stderr);
+	/* The caller's pipes see EOF when the waiter exits: drop our copies. */
+	int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul >= 0) {
+		for (int fd = 0; fd < 3; fd++)
+			dup2(nul, fd);
+		close(nul);
+	}
+	prctl(PR_SET_PDEATHSIG, 0);
+	while (write(d->fd, &status, sizeof(status)) < 0 && errno == EINTR)
+		;
+	close(d->fd);
+	d->fd = -1;
+}
+
+/* The waiter: forward signals to CHILD until it reports a status on
+ * STATUS_FD; that status, or the child's own exit status when it ended
+ * without one. */
+static int wait_for_child(pid_t child, int status_fd, const sigset_t *fwd)
+{
+	int sig_fd = signalfd(-1, fwd, SFD_CLOEXEC | SFD_NONBLOCK);
+	struct pollfd pf[2] = {{.fd = status_fd, .events = POLLIN},
+			       {.fd = sig_fd, .events = POLLIN}};
+	int status = -1;
+	for (;;) {
+		if (poll(pf, sig_fd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		struct signalfd_siginfo si;
+		if (sig_fd >= 0 && (pf[1].revents & POLLIN))
+			while (read(sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+				if (si.ssi_code != SI_KERNEL)
+					kill(child, (int)si.ssi_signo);
+		if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+			ssize_t n = read(status_fd, &status, sizeof(status));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n != (ssize_t)sizeof(status))
+				status = -1;
+			break;
+		}
+	}
+	if (status >= 0)
+		return status; /* the child tears the VM down on its own */
+	int ws;
+	while (waitpid(child, &ws, 0) < 0)
+		if (errno != EINTR)
+			return 125;
+	if (WIFEXITED(ws))
+		return WEXITSTATUS(ws);
+	fprintf(stderr, "smrestore: the restore process was killed by signal %d\n",
+		WIFSIGNALED(ws) ? WTERMSIG(ws) : 0);
+	return 125;
+}
 
 int main(int argc, char **argv)
 {
@@ -211,6 +313,27 @@ int main(int argc, char **argv)
 	sigaddset(&fwd, SIGHUP);
 	sigaddset(&fwd, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &fwd, &old_mask);
+	int report[2];
+	if (pipe2(report, O_CLOEXEC) < 0) {
+		fprintf(stderr, "smrestore: pipe: %s\n", strerror(errno));
+		return 125;
+	}
+	pid_t waiter = getpid();
+	fflush(NULL);
+	pid_t child = fork();
+	if (child < 0) {
+		fprintf(stderr, "smrestore: fork: %s\n", strerror(errno));
+		return 125;
+	}
+	if (child > 0) {
+		close(report[1]);
+		return wait_for_child(child, report[0], &fwd);
+	}
+	close(report[0]);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != waiter) /* the waiter is already gone */
+		_exit(125);
+	struct done_report done = {.fd = report[1], .timing = timing};
 	int sig_fd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	struct restore_opts o = {
@@ -232,9 +355,8 @@ int main(int argc, char **argv)
 		.timeout_ms = (int)timeout * 1000,
 		.rootfs = c.rootfs ? c.rootfs : rc.rootfs,
 		.lazy_uffd = lazy_uffd,
-		/* The command's status is known before the VM is gone: do not
-		 * make the caller wait for the kernel's VM teardown. */
-		.detach_teardown = 1,
+		.on_done = report_done,
+		.on_done_arg = &done,
 		.reader = rd,
 	};
 	struct restore_timings t;
@@ -251,21 +373,5 @@ int main(int argc, char **argv)
 		fprintf(stderr, "smrestore: %s\n", err.msg);
 		return 125;
 	}
-	if (timing)
-		fprintf(stderr,
-			"{\"smrestore_timing\":1,\"cache_hit\":%d,\"validate_ms\":%.2f,"
-			"\"memory_ms\":%.2f,\"create_ms\":%.2f,\"state_ms\":%.2f,\"resume_ms\":%."
-			"2f,"
-			"\"agent_ms\":%.2f,\"done_ms\":%.2f,\"teardown_ms\":%.2f,\"vm_kvm_ms\":%."
-			"2f,"
-			"\"vm_create_vm_ms\":%.2f,\"vm_memory_ms\":%.2f,\"vm_devices_ms\":%.2f,"
-			"\"vm_vcpus_ms\":%.2f,\"exits_io\":%llu,\"exits_uart\":%llu,"
-			"\"exits_mmio\":%llu,\"exits_virtio_mmio\":%llu,\"exits_other\":%llu}\n",
-			t.cache_hit, t.validate_ms, t.memory_ms, t.create_ms, t.state_ms,
-			t.resume_ms, t.agent_ms, t.done_ms, t.teardown_ms, t.vm.kvm_ms,
-			t.vm.create_vm_ms, t.vm.memory_ms, t.vm.devices_ms, t.vm.vcpus_ms,
-			(unsigned long long)t.exits.io, (unsigned long long)t.exits.uart,
-			(unsigned long long)t.exits.mmio, (unsigned long long)t.exits.virtio_mmio,
-			(unsigned long long)t.exits.other);
 	return status;
 }

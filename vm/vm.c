@@ -11,7 +11,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -942,49 +941,7 @@ enum vm_stop_reason vm_wait(struct vm *vm, struct sm_error *err)
 	return why;
 }
 
-/* The last reference to a KVM VM is expensive to drop (kvm_destroy_vm: vCPU
- * and MMU teardown, SRCU grace periods; 18-90 ms measured under nested TCG).
- * Hand a copy of the VM fd to a detached grandchild that holds nothing else,
- * so our own close is cheap and the final release runs beside our exit.
- * Called once guest RAM is unmapped (the fork then copies little). Returns 0
- * once the keeper holds it (*release_fd: close it after our close of the VM
- * fd), -1 to release it here. Only async-signal-safe calls after fork. */
-static int keep_vm_fd(int vm_fd, int *release_fd)
-{
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return -1;
-	int lo = vm_fd < p[0] ? vm_fd : p[0], hi = vm_fd < p[0] ? p[0] : vm_fd;
-	pid_t child = fork();
-	if (child < 0) {
-		close(p[0]);
-		close(p[1]);
-		return -1;
-	}
-	if (child == 0) {
-		/* Hold only the VM fd and the pipe: never the caller's stdout or
-		 * sockets, whose readers wait for EOF. */
-		if (lo > 0)
-			close_range(0, (unsigned)lo - 1, 0);
-		if (hi > lo + 1)
-			close_range((unsigned)lo + 1, (unsigned)hi - 1, 0);
-		close_range((unsigned)hi + 1, ~0U, 0);
-		if (fork() != 0)
-			_exit(0); /* the keeper is reparented: no zombie for the caller */
-		char c;
-		while (read(p[0], &c, 1) < 0 && errno == EINTR)
-			;
-		_exit(0); /* the kernel closes the VM fd: the VM is released here */
-	}
-	close(p[0]);
-	int st;
-	while (waitpid(child, &st, 0) < 0 && errno == EINTR)
-		;
-	*release_fd = p[1];
-	return 0;
-}
-
-static void destroy(struct vm *vm, int detach)
+void vm_destroy(struct vm *vm)
 {
 	if (!vm)
 		return;
@@ -1016,30 +973,15 @@ static void destroy(struct vm *vm, int detach)
 		vm_serial_destroy(&vm->serial);
 	if (vm->mem.host)
 		munmap(vm->mem.host, vm->mem.size);
-	int release_fd = -1; /* stays -1 without a keeper: close() releases it */
-	if (detach && vm->vm_fd >= 0)
-		keep_vm_fd(vm->vm_fd, &release_fd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
-	if (release_fd >= 0)
-		close(release_fd); /* the keeper lets go of the VM now */
 	close(vm->stop_fd);
 	pthread_mutex_destroy(&vm->stop_lock);
 	pthread_mutex_destroy(&vm->pause_lock);
 	pthread_cond_destroy(&vm->pause_cond);
 	free(vm);
-}
-
-void vm_destroy(struct vm *vm)
-{
-	destroy(vm, 0);
-}
-
-void vm_destroy_detached(struct vm *vm)
-{
-	destroy(vm, 1);
 }
 
 /* ---- Pause / resume, and the parts vm/snapshot.c works on ---------------------- */

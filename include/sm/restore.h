@@ -17,6 +17,7 @@
 #include "sm/vm.h"
 
 struct fmt_reader;
+struct restore_timings;
 
 struct restore_opts {
 	const char *snapshot;	 /* the snapshot file */
@@ -39,10 +40,14 @@ struct restore_opts {
 	 * memory that a userfaultfd handler fills on first touch from the
 	 * snapshot's compressed frames (restore/uffd.c). 0: the cached image. */
 	int lazy_uffd;
-	/* 1: vm_destroy_detached(): the kernel's release of the VM runs in a
-	 * detached keeper process, so restore_run() returns (and a tool exits)
-	 * without waiting for it. Ignored with lazy_uffd. */
-	int detach_teardown;
+	/* Called once, as soon as the command's status is known (*STATUS of
+	 * restore_run(), T filled up to done_ms; the agent connection is
+	 * closed and the temporary directory removed), before the VM is torn
+	 * down: vCPU and device threads, guest RAM, the kernel's release of the
+	 * VM. A tool reports the status here and lets a waiting caller go
+	 * (smrestore does). NULL: none. Not called when the restore fails. */
+	void (*on_done)(int status, const struct restore_timings *t, void *arg);
+	void *on_done_arg;
 	/* An open reader of SNAPSHOT (restore_runcfg_load's) to use instead of
 	 * opening it again; borrowed: the caller closes it after restore_run(). */
 	struct fmt_reader *reader;
@@ -58,7 +63,8 @@ struct restore_timings {
 	double resume_ms;      /* vCPU threads started (first KVM_RUN) */
 	double agent_ms;       /* connected to the guest agent */
 	double done_ms;	       /* command finished */
-	double teardown_ms;    /* VM destroyed, everything released (the end) */
+	double teardown_ms;    /* VM destroyed, everything released (the end; after
+				* on_done) */
 	int cache_hit;	       /* the memory image was already cached */
 	struct vm_timings vm;  /* vm_create()'s own split of create_ms */
 	struct vm_exits exits; /* the VM's exits to user space up to done_ms */

@@ -484,13 +484,6 @@ const char *vm_cmdline(const struct vm *vm);
 /* Stop (if running), join threads, free everything. NULL is fine. */
 void vm_destroy(struct vm *vm);
 
-/* vm_destroy(), except that the kernel's final release of the VM (the
- * expensive part: tens of ms) happens in a detached keeper process that
- * holds only the VM fd, while the caller goes on (or exits). Everything of
- * the caller's is freed and closed on return, as with vm_destroy(); the VM
- * is gone moments later. Falls back to vm_destroy() if fork fails. */
-void vm_destroy_detached(struct vm *vm);
-
 /* Stop every vCPU at a clean point (kicked out of KVM_RUN with a signal and
  * immediate_exit, pending I/O completed) and keep them parked. Fails with
  * -ETIMEDOUT after TIMEOUT_MS or -ECANCELED when the VM stopped. */

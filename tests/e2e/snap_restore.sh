@@ -4,7 +4,8 @@
 # exit status come back (and --env, --workdir, stdin go in), the warm-up's
 # state is there, five restores in a
 # row and three at once all succeed, and writes in one restored VM are not
-# seen by another.
+# seen by another; SIGTERM to smrestore reaches CMD and nothing is left
+# behind after its exit.
 . "$(dirname "$0")/snap_common.sh" "$1"
 fail() {
 	echo "FAIL: $*" >&2
@@ -89,4 +90,33 @@ wait $pa || fail "concurrent writer A"
 	fail "concurrent writers interfered: A='$(cat "$work/isoA")' B='$(cat "$work/isoB")'"
 "$smsnap" verify "$snap" >/dev/null || fail "restores modified the snapshot"
 echo "ok: restored VMs are isolated, the snapshot is unchanged"
+
+# 5. smrestore exits with CMD's status before the VM is torn down (a child
+#    holds the VM): SIGTERM sent to smrestore still reaches CMD (128+15), no
+#    temporary directory is left once it has exited, and the child that
+#    tore the VM down is gone moments later.
+ls -d /tmp/smrestore-* >"$work/dirs-before" 2>/dev/null || true
+"$smrestore" "$snap" --no-stdin -- /bin/sh -c 'echo started; exec sleep 60' \
+	>"$work/term" 2>"$work/err-term" &
+pt=$!
+for _ in $(seq 300); do
+	grep -q started "$work/term" && break
+	sleep 0.1
+done
+grep -q started "$work/term" || fail "the SIGTERM restore did not start"
+kill -TERM $pt
+set +e
+wait $pt
+rc=$?
+set -e
+[ "$rc" = 143 ] || fail "SIGTERM to smrestore: rc=$rc (want 143)"
+ls -d /tmp/smrestore-* >"$work/dirs-after" 2>/dev/null || true
+cmp -s "$work/dirs-before" "$work/dirs-after" ||
+	fail "temporary directory left after exit: $(comm -13 "$work/dirs-before" "$work/dirs-after")"
+for _ in $(seq 100); do
+	pgrep -f "^$smrestore $snap" >/dev/null || break
+	sleep 0.1
+done
+! pgrep -af "^$smrestore $snap" >&2 || fail "a restore process is still there 10 s after exit"
+echo "ok: SIGTERM forwarded, nothing left behind"
 echo "PASS: snap_restore"
