@@ -19,6 +19,7 @@
 #include "sm/restore.h"
 #include "sm/vm.h"
 #include "uffd.h"
+#include "wset.h"
 
 static double now_ms(void)
 {
@@ -222,7 +223,8 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	struct vm *vm = NULL;
 	struct restore_uffd *uffd = NULL;
 	void *ram = NULL; /* lazy_uffd: guest RAM until vm_create takes it */
-	char *root = NULL, *mem_path = NULL, *fs_root = NULL;
+	char *root = NULL, *mem_path = NULL, *fs_root = NULL, *wset_path = NULL;
+	int record_wset = 0;
 	char dir[] = "/tmp/smrestore-XXXXXX";
 	int have_dir = 0, conn = -1;
 	char uds[128] = "";
@@ -299,6 +301,23 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		goto out;
 	if (uffd)
 		restore_uffd_attach(uffd, vm);
+	if (mem_path && asprintf(&wset_path, "%s.wset", mem_path) < 0)
+		wset_path = NULL;
+	if (wset_path) {
+		/* Copy ahead what the first restore of this image wrote; none
+		 * recorded yet (or a bad file): record it after this command. */
+		struct restore_wset_range *wr = NULL;
+		uint32_t wn = 0;
+		struct sm_error werr = {0};
+		const struct vm_mem *m = vm_memory(vm);
+		if (restore_wset_load(wset_path, info.mem_size, &wr, &wn, &werr) < 0) {
+			record_wset = 1;
+		} else if (restore_wset_apply(m->host, m->size, wr, wn, &werr) == 0) {
+			for (uint32_t i = 0; i < wn; i++)
+				t->wset_pages += (uint32_t)(wr[i].length / 4096);
+		}
+		free(wr);
+	}
 	t->create_ms = now_ms() - t0;
 	vm_get_timings(vm, &t->vm);
 	r = vm_snapshot_load(vm, rd, err);
@@ -379,6 +398,11 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		remove_run_dir(dir, uds, &have_dir);
 		o->on_done(*status, t, o->on_done_arg);
 	}
+	if (record_wset) { /* a hint for later restores: failures only cost speed */
+		struct sm_error werr = {0};
+		const struct vm_mem *m = vm_memory(vm);
+		restore_wset_record(m->host, m->size, wset_path, NULL, &werr);
+	}
 out:
 	if (ek.started) /* left before the VM was made */
 		pthread_join(ek.thread, NULL);
@@ -409,6 +433,7 @@ out:
 	remove_run_dir(dir, uds, &have_dir);
 	free(root);
 	free(mem_path);
+	free(wset_path);
 	free(fs_root);
 	t->teardown_ms = now_ms() - t0;
 	return r;

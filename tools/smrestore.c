@@ -63,11 +63,11 @@ static void print_timing(const struct restore_timings *t)
 		"\"memory_ms\":%.2f,\"create_ms\":%.2f,\"state_ms\":%.2f,\"resume_ms\":%.2f,"
 		"\"agent_ms\":%.2f,\"done_ms\":%.2f,\"vm_kvm_ms\":%.2f,"
 		"\"vm_create_vm_ms\":%.2f,\"vm_memory_ms\":%.2f,\"vm_devices_ms\":%.2f,"
-		"\"vm_vcpus_ms\":%.2f,\"exits_io\":%llu,\"exits_uart\":%llu,"
+		"\"vm_vcpus_ms\":%.2f,\"wset_pages\":%u,\"exits_io\":%llu,\"exits_uart\":%llu,"
 		"\"exits_mmio\":%llu,\"exits_virtio_mmio\":%llu,\"exits_other\":%llu}\n",
 		t->cache_hit, t->validate_ms, t->memory_ms, t->create_ms, t->state_ms, t->resume_ms,
 		t->agent_ms, t->done_ms, t->vm.kvm_ms, t->vm.create_vm_ms, t->vm.memory_ms,
-		t->vm.devices_ms, t->vm.vcpus_ms, (unsigned long long)t->exits.io,
+		t->vm.devices_ms, t->vm.vcpus_ms, t->wset_pages, (unsigned long long)t->exits.io,
 		(unsigned long long)t->exits.uart, (unsigned long long)t->exits.mmio,
 		(unsigned long long)t->exits.virtio_mmio, (unsigned long long)t->exits.other);
 }

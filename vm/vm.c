@@ -138,6 +138,11 @@ const char *vm_cmdline(const struct vm *vm)
 	return vm->cmdline;
 }
 
+const struct vm_mem *vm_memory(const struct vm *vm)
+{
+	return &vm->mem;
+}
+
 static int stopping(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->stop_lock);

@@ -66,6 +66,8 @@ struct restore_timings {
 	double teardown_ms;    /* VM destroyed, everything released (the end; after
 				* on_done) */
 	int cache_hit;	       /* the memory image was already cached */
+	uint32_t wset_pages;   /* pages copied ahead from the image's write set
+				* (restore/wset.h; part of create_ms) */
 	struct vm_timings vm;  /* vm_create()'s own split of create_ms */
 	struct vm_exits exits; /* the VM's exits to user space up to done_ms */
 	/* lazy_uffd only: what the userfaultfd handler did up to the VM's end */

@@ -481,6 +481,9 @@ void vm_get_exits(const struct vm *vm, struct vm_exits *e);
 /* The kernel command line the VM was booted with. */
 const char *vm_cmdline(const struct vm *vm);
 
+/* Guest RAM as this VM maps it; valid until vm_destroy(). */
+const struct vm_mem *vm_memory(const struct vm *vm);
+
 /* Stop (if running), join threads, free everything. NULL is fine. */
 void vm_destroy(struct vm *vm);
 
