@@ -40,7 +40,9 @@ cat "$work/err1" >&2
 [ "$rc" = 3 ] && [ "$(cat "$work/out1")" = "$(printf 'warm\nhello')" ] ||
 	fail "restore: rc=$rc stdout='$(cat "$work/out1")' (want 3, warm+hello)"
 grep -q '"cache_hit":0' "$work/err1" || fail "first restore should fill the memory cache"
-[ "$(ls "$SM_CACHE/memory" | grep -vc tmp)" = 1 ] || fail "memory cache: $(ls "$SM_CACHE/memory")"
+[ "$(ls "$SM_CACHE/memory" | grep -v tmp | grep -vc '\.wset$')" = 1 ] ||
+	fail "memory cache: $(ls "$SM_CACHE/memory")"
+grep -q '"wset_pages":0' "$work/err1" || fail "the first restore had a write set to copy"
 echo "ok: restore ran the command (hello, exit 3) on the warmed state"
 out=$("$smrestore" "$snap" --env FOO=bar --workdir /tmp -- /bin/sh -c 'echo "$FOO $(pwd)"' \
 	2>"$work/err-env") || fail "restore with --env/--workdir"
@@ -56,9 +58,12 @@ for i in 1 2 3 4 5; do
 		fail "sequential restore $i"
 	[ "$out" = "run $i" ] || fail "sequential restore $i printed '$out'"
 	grep -q '"cache_hit":1' "$work/err-seq$i" || fail "restore $i missed the cache"
+	# The first restore recorded its write set; these copy it ahead.
+	grep -Eq '"wset_pages":[1-9]' "$work/err-seq$i" ||
+		fail "restore $i copied no write set ahead: $(ls "$SM_CACHE/memory")"
 	rm -f "$work/err-seq$i"
 done
-echo "ok: five restores in a row"
+echo "ok: five restores in a row, each with the write set copied ahead"
 
 # 3. three at once.
 pids=()
