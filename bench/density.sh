@@ -1,8 +1,8 @@
 #!/bin/bash
 # Density: N concurrent restores of one snapshot in the same emulated KVM
 # host. Each runs `smrestore SNAP -- sh -c 'sleep S'`; while all are alive,
-# PSS and USS (Private_Clean + Private_Dirty) of every smrestore process are
-# read from /proc/PID/smaps_rollup. Reports the share of restores that
+# PSS and USS (Private_Clean + Private_Dirty) of every smrestore process and
+# its children (the VM lives in a child) are read from /proc/PID/smaps_rollup. Reports the share of restores that
 # succeeded (exit 0), median per-VM PSS/USS and the total over all VMs.
 #
 #   bench/density.sh [N...]       (default 10 50; rows on stdout, see bench/run.sh)
@@ -29,13 +29,28 @@ st = Stage(out, build, "densitybench")
 smrun, smrestore, tmp, env = st.smrun, st.smrestore, st.tmp, st.env
 k, i, snap = st.kernel, st.initrd, st.snap
 
+def tree(pid):
+    """PID and its descendants: smrestore's VM lives in a child (the process
+    the caller waits for only waits for CMD's status), so a VM's memory is
+    the sum over the tree."""
+    pids = [pid]
+    for p in pids:
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                pids += [int(c) for c in open(f"/proc/{p}/task/{t}/children").read().split()]
+        except OSError:
+            pass
+    return pids
+
 def rollup(pid):
     v = {}
     try:
-        for line in open(f"/proc/{pid}/smaps_rollup"):
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == "kB":
-                v[parts[0].rstrip(":")] = int(parts[1])
+        for q in tree(pid):
+            for line in open(f"/proc/{q}/smaps_rollup"):
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == "kB":
+                    k = parts[0].rstrip(":")
+                    v[k] = v.get(k, 0) + int(parts[1])
     except OSError:
         return None
     return {"pss_kib": v.get("Pss", 0),
