@@ -21,13 +21,13 @@
 #define PM_PRESENT (1ULL << 63)
 #define PM_FILE	   (1ULL << 61) /* file page or shared anonymous */
 
-static int add_page(struct restore_wset_range *r, uint32_t *n, uint64_t off)
+/* Page OFF joins the last range when it follows it, else starts one. */
+static void add_page(struct restore_wset_range *r, uint32_t *n, uint64_t off)
 {
 	if (*n && r[*n - 1].offset + r[*n - 1].length == off)
 		r[*n - 1].length += PAGE;
 	else
 		r[(*n)++] = (struct restore_wset_range){.offset = off, .length = PAGE};
-	return 0;
 }
 
 int restore_wset_record(const void *host, uint64_t size, const char *path, uint32_t *pages,

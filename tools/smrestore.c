@@ -110,7 +110,6 @@ static void report_done(int status, const struct restore_timings *t, void *arg)
 	while (write(d->fd, &status, sizeof(status)) < 0 && errno == EINTR)
 		;
 	close(d->fd);
-	d->fd = -1;
 }
 
 /* The waiter: forward signals to CHILD until it reports a status on
