@@ -125,6 +125,7 @@ int bake_run(const struct bake_opts *o, struct bake_timings *tm, struct sm_error
 	struct vm *vm = NULL;
 	struct fmt_writer *w = NULL;
 	char *meta = NULL;
+	int keep_fd = -1;
 	int r = build_meta(o, &meta, err);
 	int ready_fd = r < 0 ? -1 : vm_agent_ready_listen(uds, err);
 	if (r == 0 && ready_fd < 0)
@@ -176,6 +177,19 @@ int bake_run(const struct bake_opts *o, struct bake_timings *tm, struct sm_error
 	/* Let the guest see the closed connections before the capture. */
 	struct timespec ts = {0, 100 * 1000000L};
 	nanosleep(&ts, NULL);
+	/* One agent connection rides along in the snapshot: a restore sends
+	 * its first request at once, with no reset, connect and accept in the
+	 * guest first. SYNC's round trip proves the agent holds it and that
+	 * nothing is in flight on it. */
+	uint32_t host_port = 0;
+	keep_fd = vm_agent_connect_port(uds, VM_AGENT_PORT, timeout, &host_port, err);
+	r = keep_fd < 0 ? keep_fd : vm_agent_sync(keep_fd, vm_stopped_fd(vm), timeout, err);
+	if (r == 0)
+		r = vm_vsock_keep(vm, host_port, VM_AGENT_PORT, err);
+	if (r < 0) {
+		sm_error_wrap(err, "agent connection for restores");
+		goto out;
+	}
 	if (o->progress)
 		o->progress(o->progress_ctx, "capturing", "");
 	r = vm_pause(vm, 5000, err);
@@ -200,6 +214,8 @@ int bake_run(const struct bake_opts *o, struct bake_timings *tm, struct sm_error
 out:
 	fmt_writer_free(w);
 	vm_destroy(vm);
+	if (keep_fd >= 0)
+		close(keep_fd);
 	if (ready_fd >= 0)
 		close(ready_fd);
 	unlink(ready_path);

@@ -66,7 +66,7 @@ static struct span *sorted_spans(const struct fmt_reader *r, size_t *n)
 
 static int known_type(uint32_t t)
 {
-	return t >= FMT_SEC_META && t <= FMT_SEC_MEMORY;
+	return t >= FMT_SEC_META && t <= FMT_SEC_VSOCK;
 }
 
 static int check_header(struct fmt_reader *r, const struct fmt_disk_header *h, uint64_t st_size,

@@ -584,6 +584,8 @@ const char *fmt_section_type_name(uint32_t type)
 		return "fuse-nodes";
 	case FMT_SEC_MEMORY:
 		return "memory";
+	case FMT_SEC_VSOCK:
+		return "vsock";
 	}
 	return "unknown";
 }

@@ -336,7 +336,10 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	t->resume_ms = now_ms() - t0;
 
 	int timeout = o->timeout_ms > 0 ? o->timeout_ms : 30000;
-	/* The guest handles the transport reset right after resume; a
+	/* The snapshot's own agent connection, if it kept one (bake does). */
+	conn = vm_take_kept_conn(vm);
+	t->conn_kept = conn >= 0;
+	/* Else: the guest handles the transport reset right after resume; a
 	 * connection racing with it may be reset once: try again. */
 	for (int attempt = 0; attempt < 3 && conn < 0; attempt++) {
 		conn = vm_agent_connect(uds, VM_AGENT_PORT, timeout, err);

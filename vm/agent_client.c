@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -129,6 +131,13 @@ int vm_agent_wait_ready(int listen_fd, int stop_fd, int timeout_ms, struct sm_er
 
 int vm_agent_connect(const char *uds, uint32_t port, int timeout_ms, struct sm_error *err)
 {
+	uint32_t host_port;
+	return vm_agent_connect_port(uds, port, timeout_ms, &host_port, err);
+}
+
+int vm_agent_connect_port(const char *uds, uint32_t port, int timeout_ms, uint32_t *host_port,
+			  struct sm_error *err)
+{
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	struct sockaddr_un sa;
 	int r = unix_addr(&sa, uds, err);
@@ -166,10 +175,17 @@ int vm_agent_connect(const char *uds, uint32_t port, int timeout_ms, struct sm_e
 		line[len++] = ch;
 	}
 	line[len] = 0;
-	if (strncmp(line, "OK ", 3) != 0) {
+	char *end = NULL;
+	unsigned long hp = 0;
+	if (strncmp(line, "OK ", 3) == 0 && line[3] >= '0' && line[3] <= '9') {
+		errno = 0;
+		hp = strtoul(line + 3, &end, 10);
+	}
+	if (!end || *end || errno || hp > UINT32_MAX) {
 		close(fd);
 		return sm_error_set(err, EPROTO, "bad vsock handshake reply '%s'", line);
 	}
+	*host_port = (uint32_t)hp;
 	return fd;
 }
 

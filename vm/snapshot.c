@@ -23,6 +23,7 @@
 #define SNAP_MAGIC_MMIO 0x4f494d4du /* "MMIO" */
 #define SNAP_MAGIC_DEV	0x56454453u /* "SDEV" */
 #define SNAP_MAGIC_FS	0x56445346u /* "FSDV" */
+#define SNAP_MAGIC_VSCK 0x4b435356u /* "VSCK" */
 #define SNAP_MAX_MSRS	1024
 #define SNAP_MAX_XSAVE	(1u << 20)
 #define SNAP_MAX_VCPUS	64
@@ -123,6 +124,21 @@ struct snap_dev {
 	uint64_t guest_cid; /* vsock; 0 otherwise */
 };
 _Static_assert(sizeof(struct snap_dev) == 32, "snap_dev");
+
+/* vsock section (FMT_SEC_VSOCK, optional, instance = device number): the
+ * connection the capture kept (virtio_vsock_save), then n_dropped port
+ * pairs (host, guest) of the guest's other connections, reset on restore.
+ * A reader without it sends TRANSPORT_RESET, which resets the kept one too:
+ * correct, only slower. */
+struct snap_vsock {
+	struct snap_hdr h;
+	uint32_t local_port, peer_port;
+	uint32_t peer_buf_alloc, peer_fwd_cnt;
+	uint32_t tx_cnt, fwd_cnt;
+	uint32_t n_dropped;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct snap_vsock) == 48, "snap_vsock");
 
 /* virtio-fs device record (FMT_SEC_DEVICE, instance = device number), in
  * place of struct snap_dev. The FUSE server state ("FUSN" v1, from
@@ -297,6 +313,9 @@ static int save_vmstate(const struct vm_parts *p, struct fmt_writer *w, struct s
 	return fmt_writer_add(w, FMT_SEC_VMSTATE, FMT_SECF_ZSTD, 0, "vmstate", &s, sizeof(s), err);
 }
 
+static int read_section(struct fmt_reader *r, uint32_t type, uint32_t instance, void **data,
+			size_t *len, struct sm_error *err);
+
 /* Transport lock held. */
 static int save_device(const struct vm_parts *p, int d, struct fmt_writer *w, struct sm_error *err)
 {
@@ -339,13 +358,79 @@ static int save_device(const struct vm_parts *p, int d, struct fmt_writer *w, st
 	memset(&dev, 0, sizeof(dev));
 	hdr_init(&dev.h, SNAP_MAGIC_DEV, sizeof(dev));
 	dev.device_id = t->ops->device_id;
+	struct virtio_vsock_saved vs = {0};
 	if (dev.device_id == SNAP_DEV_VSOCK && p->vsock) {
 		dev.guest_cid = virtio_vsock_guest_cid(p->vsock);
-		/* Host connections do not survive; the guest is told on restore. */
-		virtio_vsock_drop_conns(p->vsock);
+		/* Host connections do not survive, except the one kept. */
+		virtio_vsock_save(p->vsock, &vs);
 	}
-	return fmt_writer_add(w, FMT_SEC_DEVICE, 0, (uint32_t)d, t->ops->name, &dev, sizeof(dev),
-			      err);
+	int r2 = fmt_writer_add(w, FMT_SEC_DEVICE, 0, (uint32_t)d, t->ops->name, &dev, sizeof(dev),
+				err);
+	if (r2 < 0 || !vs.kept)
+		return r2;
+	struct {
+		struct snap_vsock s;
+		uint32_t dropped[2 * VIRTIO_VSOCK_MAX_DROPPED];
+	} rec;
+	memset(&rec, 0, sizeof(rec));
+	hdr_init(&rec.s.h, SNAP_MAGIC_VSCK, sizeof(rec.s));
+	rec.s.local_port = vs.conn.local_port;
+	rec.s.peer_port = vs.conn.peer_port;
+	rec.s.peer_buf_alloc = vs.conn.peer_buf_alloc;
+	rec.s.peer_fwd_cnt = vs.conn.peer_fwd_cnt;
+	rec.s.tx_cnt = vs.conn.tx_cnt;
+	rec.s.fwd_cnt = vs.conn.fwd_cnt;
+	rec.s.n_dropped = vs.n_dropped;
+	for (uint32_t i = 0; i < vs.n_dropped; i++) {
+		rec.dropped[2 * i] = vs.dropped[i].local_port;
+		rec.dropped[2 * i + 1] = vs.dropped[i].peer_port;
+	}
+	return fmt_writer_add(w, FMT_SEC_VSOCK, FMT_SECF_OPTIONAL, (uint32_t)d, "vsock", &rec,
+			      sizeof(rec.s) + 8 * (size_t)vs.n_dropped, err);
+}
+
+int vm_snapshot_vsock_read(struct fmt_reader *rd, uint32_t d, struct virtio_vsock_saved *s,
+			   struct sm_error *err)
+{
+	memset(s, 0, sizeof(*s));
+	struct sm_error ignore = {0};
+	if (fmt_reader_find(rd, FMT_SEC_VSOCK, d, &ignore) < 0)
+		return 0;
+	sm_autofree void *data = NULL;
+	size_t len = 0;
+	int r = read_section(rd, FMT_SEC_VSOCK, d, &data, &len, err);
+	if (r < 0)
+		return r;
+	struct snap_vsock v;
+	if (len < sizeof(v))
+		return sm_error_set(err, EBADMSG, "vsock section: %zu bytes", len);
+	memcpy(&v, data, sizeof(v));
+	r = hdr_check(&v.h, SNAP_MAGIC_VSCK, sizeof(v), "vsock", err);
+	if (r < 0)
+		return r;
+	if (v.reserved || v.n_dropped > VIRTIO_VSOCK_MAX_DROPPED ||
+	    len != sizeof(v) + 8 * (size_t)v.n_dropped)
+		return sm_error_set(
+			err, EBADMSG,
+			"vsock section: %u dropped connections in %zu bytes, or reserved "
+			"field set",
+			v.n_dropped, len);
+	s->kept = 1;
+	s->conn = (struct virtio_vsock_kept){
+		.local_port = v.local_port,
+		.peer_port = v.peer_port,
+		.peer_buf_alloc = v.peer_buf_alloc,
+		.peer_fwd_cnt = v.peer_fwd_cnt,
+		.tx_cnt = v.tx_cnt,
+		.fwd_cnt = v.fwd_cnt,
+	};
+	s->n_dropped = v.n_dropped;
+	const uint8_t *pairs = (const uint8_t *)data + sizeof(v);
+	for (uint32_t i = 0; i < v.n_dropped; i++) {
+		memcpy(&s->dropped[i].local_port, pairs + 8 * i, 4);
+		memcpy(&s->dropped[i].peer_port, pairs + 8 * i + 4, 4);
+	}
+	return 1;
 }
 
 static int save_memory(const struct vm_parts *p, struct fmt_writer *w, struct sm_error *err)
@@ -817,8 +902,9 @@ int vm_snapshot_load(struct vm *vm, struct fmt_reader *rd, struct sm_error *err)
 	void *vms = NULL, *mmio[VM_PARTS_MAX_VIRTIO] = {0}, *dev[VM_PARTS_MAX_VIRTIO] = {0};
 	void **vcpu = calloc((size_t)p.ncpus, sizeof(void *));
 	size_t *vcpu_len = calloc((size_t)p.ncpus, sizeof(size_t));
+	struct virtio_vsock_saved *vs = calloc(1, sizeof(*vs));
 	size_t len;
-	if (!vcpu || !vcpu_len) {
+	if (!vcpu || !vcpu_len || !vs) {
 		r = sm_error_set(err, ENOMEM, "out of memory");
 		goto out;
 	}
@@ -835,6 +921,11 @@ int vm_snapshot_load(struct vm *vm, struct fmt_reader *rd, struct sm_error *err)
 		if (r == 0)
 			r = check_dev(&p, d, dev[d], len, err);
 	}
+	for (int d = 0; r == 0 && d < p.n_virtio; d++)
+		if (p.virtio[d]->ops->device_id == SNAP_DEV_VSOCK && p.vsock)
+			r = vm_snapshot_vsock_read(rd, (uint32_t)d, vs, err);
+	if (r > 0)
+		r = 0;
 	for (int i = 0; r == 0 && i < p.ncpus; i++)
 		r = read_section(rd, FMT_SEC_VCPU, (uint32_t)i, &vcpu[i], &vcpu_len[i], err);
 	/* The fresh FUSE server and DAX session get their state before the
@@ -858,13 +949,25 @@ int vm_snapshot_load(struct vm *vm, struct fmt_reader *rd, struct sm_error *err)
 		struct virtio_mmio *t = p.virtio[d];
 		if (t->ops->device_id != SNAP_DEV_VSOCK || !p.vsock)
 			continue;
-		/* Guest sockets referred to host connections that are gone:
-		 * TRANSPORT_RESET makes the guest reset them (listeners stay). */
 		pthread_mutex_lock(&t->lock);
-		int e = virtio_vsock_send_reset(p.vsock);
+		int e;
+		if (vs->kept) {
+			/* The kept connection gets a new host end; the guest's
+			 * other sockets get an RST each. */
+			e = virtio_vsock_restore(p.vsock, vs, p.kept_conn);
+			if (e < 0)
+				r = sm_error_set(err, -e,
+						 "vsock: cannot restore the kept connection");
+		} else {
+			/* Guest sockets referred to host connections that are
+			 * gone: TRANSPORT_RESET makes the guest reset them
+			 * (listeners stay). */
+			e = virtio_vsock_send_reset(p.vsock);
+			if (e < 0 && e != -ENODEV)
+				r = sm_error_set(err, -e,
+						 "vsock: cannot send the transport reset event");
+		}
 		pthread_mutex_unlock(&t->lock);
-		if (e < 0 && e != -ENODEV)
-			r = sm_error_set(err, -e, "vsock: cannot send the transport reset event");
 	}
 	/* Serve whatever the guest had queued for virtio-fs at capture. */
 	if (r == 0 && p.fs)
@@ -875,6 +978,7 @@ out:
 		free(mmio[d]);
 		free(dev[d]);
 	}
+	free(vs);
 	for (int i = 0; vcpu && i < p.ncpus; i++)
 		free(vcpu[i]);
 	free(vcpu);

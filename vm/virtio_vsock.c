@@ -9,10 +9,12 @@
  * we never send more than the guest advertised, and we reset a guest that
  * sends more than we advertised. All state is under the transport lock. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -74,6 +76,7 @@ struct vsock_conn {
 	unsigned need;
 	int readable; /* hint: the Unix socket may have data */
 	int host_eof; /* read 0 from the Unix socket */
+	int kept;     /* survives a snapshot (virtio_vsock_keep) */
 	int shut_wr;  /* guest will send no more: SHUT_WR once flushed */
 	char line[40];
 	size_t line_len;
@@ -747,6 +750,117 @@ void virtio_vsock_drop_conns(struct virtio_vsock *v)
 	while (v->conns)
 		conn_free(v, v->conns);
 	v->n_rsts = 0;
+}
+
+int virtio_vsock_keep(struct virtio_vsock *v, uint32_t local_port, uint32_t peer_port)
+{
+	pthread_mutex_lock(&v->t->lock);
+	struct vsock_conn *c = conn_find(v, local_port, peer_port);
+	if (c && c->state == C_ESTABLISHED)
+		c->kept = 1;
+	pthread_mutex_unlock(&v->t->lock);
+	return c && c->kept ? 0 : -ENOENT;
+}
+
+/* Nothing in flight on C in either direction: no guest bytes waiting for
+ * the Unix socket, no host bytes waiting for the guest, no control packet
+ * owed (a credit update may be dropped: the guest asks again), both sides
+ * open. */
+static int conn_idle(const struct vsock_conn *c)
+{
+	int unread = 0;
+	if (c->state != C_ESTABLISHED || c->buf_len || c->host_eof || c->shut_wr ||
+	    (c->need & ~(unsigned)NEED_CREDIT))
+		return 0;
+	return ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
+int virtio_vsock_save(struct virtio_vsock *v, struct virtio_vsock_saved *s)
+{
+	memset(s, 0, sizeof(*s));
+	const struct vsock_conn *kept = NULL;
+	int fits = 1;
+	for (const struct vsock_conn *c = v->conns; c; c = c->next) {
+		if (c->kept && !kept && conn_idle(c)) {
+			kept = c;
+			continue;
+		}
+		if (c->state == C_HANDSHAKE)
+			continue; /* the guest never heard of it */
+		if (s->n_dropped == VIRTIO_VSOCK_MAX_DROPPED) {
+			fits = 0;
+			continue;
+		}
+		s->dropped[s->n_dropped].local_port = c->local_port;
+		s->dropped[s->n_dropped].peer_port = c->peer_port;
+		s->n_dropped++;
+	}
+	for (int i = 0; fits && i < v->n_rsts; i++) { /* RSTs not sent yet */
+		if (s->n_dropped == VIRTIO_VSOCK_MAX_DROPPED) {
+			fits = 0;
+			break;
+		}
+		s->dropped[s->n_dropped].local_port = v->rsts[i].src_port;
+		s->dropped[s->n_dropped].peer_port = v->rsts[i].dst_port;
+		s->n_dropped++;
+	}
+	if (kept && fits) {
+		s->kept = 1;
+		s->conn = (struct virtio_vsock_kept){
+			.local_port = kept->local_port,
+			.peer_port = kept->peer_port,
+			.peer_buf_alloc = kept->peer_buf_alloc,
+			.peer_fwd_cnt = kept->peer_fwd_cnt,
+			.tx_cnt = kept->tx_cnt,
+			.fwd_cnt = kept->fwd_cnt,
+		};
+	} else {
+		s->n_dropped = 0;
+	}
+	virtio_vsock_drop_conns(v);
+	return s->kept;
+}
+
+int virtio_vsock_restore(struct virtio_vsock *v, const struct virtio_vsock_saved *s, int *host_fd)
+{
+	*host_fd = -1;
+	if (!s->kept || s->n_dropped > VIRTIO_VSOCK_MAX_DROPPED || s->n_dropped > VSOCK_MAX_RSTS ||
+	    v->conns || v->n_rsts)
+		return -EINVAL;
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	int fl = fcntl(sv[0], F_GETFL);
+	if (fl < 0 || fcntl(sv[0], F_SETFL, fl | O_NONBLOCK) < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		return -e;
+	}
+	struct vsock_conn *c = conn_new(v, sv[0]);
+	if (!c) {
+		close(sv[0]);
+		close(sv[1]);
+		return -ENOMEM;
+	}
+	c->state = C_ESTABLISHED;
+	c->kept = 1;
+	c->local_port = s->conn.local_port;
+	c->peer_port = s->conn.peer_port;
+	c->peer_buf_alloc = s->conn.peer_buf_alloc;
+	c->peer_fwd_cnt = s->conn.peer_fwd_cnt;
+	c->tx_cnt = s->conn.tx_cnt;
+	c->fwd_cnt = c->last_fwd_reported = s->conn.fwd_cnt;
+	c->readable = 1;
+	/* The guest's other connections had host ends that are gone. */
+	for (uint32_t i = 0; i < s->n_dropped; i++)
+		queue_rst(v, s->dropped[i].local_port, s->dropped[i].peer_port);
+	uint64_t one = 1;
+	if (write(v->wake_fd, &one, sizeof(one)) < 0) {
+		/* the counter is full: the I/O thread runs anyway */
+	}
+	*host_fd = sv[1];
+	return 0;
 }
 
 int virtio_vsock_send_reset(struct virtio_vsock *v)

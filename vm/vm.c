@@ -63,6 +63,7 @@ struct vm {
 	pthread_cond_t pause_cond;
 	int pause_req, n_paused;
 	int restoring; /* created from a snapshot: no boot setup */
+	int kept_conn; /* host end of the vsock connection the snapshot kept, or -1 */
 };
 
 static double mono_ms(void)
@@ -876,6 +877,7 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct sm_error *err
 		vm->mem.size = (uint64_t)(cfg->mem_mib ? cfg->mem_mib : 256) << 20;
 	}
 	vm->kvm_fd = vm->vm_fd = -1;
+	vm->kept_conn = -1;
 	for (int i = 0; i < VM_MAX_VCPUS; i++)
 		vm->vcpus[i].fd = -1;
 	vm->ncpus = ncpus;
@@ -974,6 +976,8 @@ void vm_destroy(struct vm *vm)
 	}
 	if (vm->vsock)
 		virtio_vsock_destroy(vm->vsock);
+	if (vm->kept_conn >= 0)
+		close(vm->kept_conn);
 	if (vm->cmdline[0])
 		vm_serial_destroy(&vm->serial);
 	if (vm->mem.host)
@@ -1053,6 +1057,24 @@ void vm_resume(struct vm *vm)
 		virtio_fs_resume(vm->fs);
 }
 
+int vm_vsock_keep(struct vm *vm, uint32_t host_port, uint32_t guest_port, struct sm_error *err)
+{
+	if (!vm->vsock)
+		return sm_error_set(err, ENODEV, "this VM has no vsock device");
+	int r = virtio_vsock_keep(vm->vsock, host_port, guest_port);
+	if (r < 0)
+		return sm_error_set(err, -r, "no established vsock connection %u <-> guest port %u",
+				    host_port, guest_port);
+	return 0;
+}
+
+int vm_take_kept_conn(struct vm *vm)
+{
+	int fd = vm->kept_conn;
+	vm->kept_conn = -1;
+	return fd;
+}
+
 void vm_get_parts(struct vm *vm, struct vm_parts *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -1070,4 +1092,5 @@ void vm_get_parts(struct vm *vm, struct vm_parts *p)
 	p->i8042 = &vm->i8042;
 	p->vsock = vm->vsock;
 	p->fs = vm->fs;
+	p->kept_conn = &vm->kept_conn;
 }

@@ -72,6 +72,7 @@ struct vm_parts {
 	struct vm_i8042 *i8042;
 	struct virtio_vsock *vsock;
 	struct virtio_fs *fs; /* the virtio-fs device (always the last one), or NULL */
+	int *kept_conn;	      /* vm_snapshot_load: the kept connection's host end */
 };
 void vm_get_parts(struct vm *vm, struct vm_parts *p);
 
@@ -79,6 +80,36 @@ void vm_get_parts(struct vm *vm, struct vm_parts *p);
  * and pending control packet; queue a TRANSPORT_RESET event to the guest
  * (returns 0 when sent, -ENOSPC when the guest posted no event buffer). */
 void virtio_vsock_drop_conns(struct virtio_vsock *v);
+
+/* The connection a snapshot keeps (docs/snapshot.md, "vsock"): the host
+ * end is re-created on restore, the guest's socket never notices. */
+#define VIRTIO_VSOCK_MAX_DROPPED 64
+struct virtio_vsock_kept {
+	uint32_t local_port, peer_port;	       /* host port, guest port */
+	uint32_t peer_buf_alloc, peer_fwd_cnt; /* the guest's receive side */
+	uint32_t tx_cnt, fwd_cnt;	       /* bytes sent to / taken from the guest */
+};
+struct virtio_vsock_saved {
+	int kept; /* conn is valid */
+	struct virtio_vsock_kept conn;
+	uint32_t n_dropped; /* the guest's other connections: reset on restore */
+	struct {
+		uint32_t local_port, peer_port;
+	} dropped[VIRTIO_VSOCK_MAX_DROPPED];
+};
+/* Mark the established connection LOCAL_PORT <-> guest PEER_PORT to be kept
+ * by the next capture (takes the transport lock); -ENOENT if there is none. */
+int virtio_vsock_keep(struct virtio_vsock *v, uint32_t local_port, uint32_t peer_port);
+/* Capture (transport lock held): S gets the kept connection if it is idle
+ * (nothing in flight either way) and the ports of every other connection;
+ * then all host connections are dropped. Returns 1 when S keeps one; 0 when
+ * none is kept (S is empty: the guest needs a TRANSPORT_RESET on restore). */
+int virtio_vsock_save(struct virtio_vsock *v, struct virtio_vsock_saved *s);
+/* Restore (transport lock held, a device without connections): re-create
+ * the kept connection over a socketpair, queue an RST for each dropped one
+ * and wake the I/O thread. *HOST_FD: the other end (blocking, close-on-exec).
+ * 0, or -errno (-EINVAL: S keeps nothing, or too many dropped). */
+int virtio_vsock_restore(struct virtio_vsock *v, const struct virtio_vsock_saved *s, int *host_fd);
 int virtio_vsock_send_reset(struct virtio_vsock *v);
 uint64_t virtio_vsock_guest_cid(const struct virtio_vsock *v);
 
@@ -94,6 +125,11 @@ void virtio_vsock_process(struct virtio_vsock *v);
  * the FUSE server and DAX session from them. */
 struct fmt_writer;
 struct fmt_reader;
+/* The vsock section of device number D (docs/snapshot.md, "vsock"), if
+ * any: 1 with *S filled, 0 when the snapshot has none, -errno for a
+ * malformed one. No KVM involved. */
+int vm_snapshot_vsock_read(struct fmt_reader *rd, uint32_t d, struct virtio_vsock_saved *s,
+			   struct sm_error *err);
 int vm_snapshot_fs_save(struct virtio_fs *fs, uint32_t d, struct fmt_writer *w,
 			struct sm_error *err);
 int vm_snapshot_fs_probe(struct fmt_reader *rd, uint32_t d, uint64_t *dax_len,

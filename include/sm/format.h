@@ -35,6 +35,7 @@ enum fmt_section_type {
 	FMT_SEC_DAX = 6,	/* DAX window metadata (DAXS v1) */
 	FMT_SEC_FUSE_NODES = 7, /* FUSE node table */
 	FMT_SEC_MEMORY = 8,	/* guest memory, unique */
+	FMT_SEC_VSOCK = 9,	/* vsock connection kept across the snapshot (optional) */
 };
 
 /* Section flags. */
@@ -42,7 +43,7 @@ enum fmt_section_type {
 #define FMT_SECF_ZSTD	  0x2u /* stored as one zstd frame; raw_length is its size */
 
 /* "metadata", "vcpu", "vmstate", "mmio", "device", "dax", "fuse-nodes",
- * "memory", or "unknown". */
+ * "memory", "vsock", or "unknown". */
 const char *fmt_section_type_name(uint32_t type);
 
 /* A validated section table entry. */

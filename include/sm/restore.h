@@ -61,13 +61,16 @@ struct restore_timings {
 	double create_ms;      /* VM created over the copy-on-write mapping */
 	double state_ms;       /* vCPU, VM and device state loaded */
 	double resume_ms;      /* vCPU threads started (first KVM_RUN) */
-	double agent_ms;       /* connected to the guest agent */
+	double agent_ms;       /* connected to the guest agent (the kept connection:
+				* at once) */
 	double done_ms;	       /* command finished */
 	double teardown_ms;    /* VM destroyed, everything released (the end; after
 				* on_done) */
 	int cache_hit;	       /* the memory image was already cached */
 	uint32_t wset_pages;   /* pages copied ahead from the image's write set
 				* (restore/wset.h; part of create_ms) */
+	int conn_kept;	       /* the snapshot's kept agent connection was used
+				* (no reconnect; vm_take_kept_conn) */
 	struct vm_timings vm;  /* vm_create()'s own split of create_ms */
 	struct vm_exits exits; /* the VM's exits to user space up to done_ms */
 	/* lazy_uffd only: what the userfaultfd handler did up to the VM's end */

@@ -506,10 +506,23 @@ struct fmt_reader;
  * vmstate section (irqchips, PIT, kvmclock, UART, i8042), one mmio and one
  * device section per virtio device (virtio-fs: its record plus the FUSE
  * state and DAX slot table sections; docs/snapshot.md), and guest memory
- * (zero pages skipped). Host vsock connections are dropped (the guest is
- * reset on restore). The metadata section is the caller's. The VM stays
- * paused. */
+ * (zero pages skipped). Host vsock connections are dropped, except one
+ * marked with vm_vsock_keep() that is idle: its state goes into a vsock
+ * section and restore re-creates it (vm_take_kept_conn); the guest's other
+ * connections are reset on restore (RST each, or TRANSPORT_RESET when none
+ * is kept). The metadata section is the caller's. The VM stays paused. */
 int vm_snapshot_save(struct vm *vm, struct fmt_writer *w, struct sm_error *err);
+
+/* Keep the established vsock connection between host port HOST_PORT (what
+ * vm_agent_connect_port() reported) and guest port GUEST_PORT across the
+ * next vm_snapshot_save(), so a restore talks to the guest at once instead
+ * of reconnecting. Nothing may be in flight on it at capture (a request
+ * answered in full), or it is dropped like the others. */
+int vm_vsock_keep(struct vm *vm, uint32_t host_port, uint32_t guest_port, struct sm_error *err);
+
+/* After vm_snapshot_load(): the host end of the connection the snapshot
+ * kept (the caller owns it from here), or -1 when the snapshot kept none. */
+int vm_take_kept_conn(struct vm *vm);
 
 /* What a snapshot needs from vm_create() (its vmstate section and, with
  * virtio-fs, that device's record). */
@@ -529,8 +542,9 @@ int vm_snapshot_probe(struct fmt_reader *r, struct vm_snapshot_info *info, struc
  * shape but not started: VM state (PIT, kvmclock, irqchips), then per vCPU
  * sregs, regs, XSAVE, XCRs, LAPIC, MSRs, MP state, events, debug regs, then
  * the transports and devices (virtio-fs: FUSE server and DAX slot table,
- * slots mapped again on first guest access); queues a vsock TRANSPORT_RESET
- * event. Every record is validated first. */
+ * slots mapped again on first guest access); re-creates the vsock
+ * connection the snapshot kept and resets the guest's others (without a
+ * kept one: a TRANSPORT_RESET event). Every record is validated first. */
 int vm_snapshot_load(struct vm *vm, struct fmt_reader *r, struct sm_error *err);
 
 /* ---- Initramfs (vm/initramfs.c) -------------------------------------------- */
@@ -650,6 +664,10 @@ int vm_agent_wait_ready(int listen_fd, int stop_fd, int timeout_ms, struct sm_er
 /* Connect to guest port PORT through the vsock Unix socket UDS (CONNECT
  * handshake). Returns a connected fd. */
 int vm_agent_connect(const char *uds, uint32_t port, int timeout_ms, struct sm_error *err);
+/* The same; *HOST_PORT gets the host-side vsock port of the connection
+ * (the number in the "OK <port>" reply). */
+int vm_agent_connect_port(const char *uds, uint32_t port, int timeout_ms, uint32_t *host_port,
+			  struct sm_error *err);
 
 struct vm_agent_job {
 	struct vm_agent_exec exec;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "tests/vm/vsock_helper.h"
@@ -449,6 +450,138 @@ static void test_random_driver(void **state)
 	pump(f);
 }
 
+/* Read exactly N bytes from FD (blocking). */
+static void read_exact(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, (uint8_t *)buf + got, n - got);
+		assert_true(r > 0);
+		got += (size_t)r;
+	}
+}
+
+/* A connection marked with virtio_vsock_keep() survives capture and
+ * restore: a fresh device re-creates it (ports, credit counters) over a new
+ * host fd, and the guest's other connections get an RST each. */
+static void test_keep_across_snapshot(void **state)
+{
+	struct vsock_fx *f = *state;
+	uint32_t local, other;
+	int fd = host_connect(f, 1024, &local, 1);
+	int fd2 = host_connect(f, GUEST_PORT, &other, 1);
+	uint8_t data[100];
+	memset(data, 'g', sizeof(data));
+	tx_pkt(f, 1024, local, RW, 0, data, sizeof(data), 4096);
+	uint8_t back[100];
+	read_exact(fd, back, sizeof(back));
+	assert_int_equal(write(fd, "hostdata", 8), 8);
+	pump(f);
+	struct vsock_hdr h;
+	uint8_t payload[64];
+	assert_int_equal(rx_pkt(f, &h, payload), 1);
+	assert_int_equal(h.op, RW);
+	assert_int_equal(h.len, 8);
+
+	assert_int_equal(virtio_vsock_keep(f->v, local, 999), -ENOENT);
+	assert_int_equal(virtio_vsock_keep(f->v, local, 1024), 0);
+	struct virtio_vsock_saved s;
+	pthread_mutex_lock(&f->t.lock);
+	assert_int_equal(virtio_vsock_save(f->v, &s), 1);
+	pthread_mutex_unlock(&f->t.lock);
+	assert_int_equal(s.kept, 1);
+	assert_int_equal(s.conn.local_port, local);
+	assert_int_equal(s.conn.peer_port, 1024);
+	assert_int_equal(s.conn.fwd_cnt, 100);
+	assert_int_equal(s.conn.tx_cnt, 8);
+	assert_int_equal(s.conn.peer_buf_alloc, 4096);
+	assert_int_equal(s.n_dropped, 1);
+	assert_int_equal(s.dropped[0].local_port, other);
+	assert_int_equal(s.dropped[0].peer_port, GUEST_PORT);
+	char c;
+	assert_int_equal(read(fd, &c, 1), 0); /* this process's host ends are gone */
+	assert_int_equal(read(fd2, &c, 1), 0);
+	close(fd);
+	close(fd2);
+
+	/* Restore into a fresh device (the restored guest's queues). */
+	struct vsock_fx *g = vsock_fx_new(RX_N);
+	g->guest_fwd = 8;
+	int hfd = -1;
+	pthread_mutex_lock(&g->t.lock);
+	assert_int_equal(virtio_vsock_restore(g->v, &s, &hfd), 0);
+	pthread_mutex_unlock(&g->t.lock);
+	assert_true(hfd >= 0);
+	assert_int_equal(fcntl(hfd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	pump(g);
+	assert_int_equal(rx_pkt(g, &h, NULL), 1);
+	assert_int_equal(h.op, RST);
+	assert_int_equal(h.src_port, other);
+	assert_int_equal(h.dst_port, GUEST_PORT);
+	/* Host -> guest on the kept connection, with the saved counters. */
+	assert_int_equal(write(hfd, "again", 5), 5);
+	pump(g);
+	assert_int_equal(rx_pkt(g, &h, payload), 1);
+	assert_int_equal(h.op, RW);
+	assert_int_equal(h.src_port, local);
+	assert_int_equal(h.dst_port, 1024);
+	assert_int_equal(h.len, 5);
+	assert_int_equal(h.fwd_cnt, 100);
+	assert_memory_equal(payload, "again", 5);
+	struct virtio_vsock_credit cr;
+	assert_int_equal(virtio_vsock_conn_credit(g->v, local, 1024, &cr), 0);
+	assert_int_equal(cr.tx_cnt, 13);
+	/* Guest -> host. */
+	tx_pkt(g, 1024, local, RW, 0, "reply!", 6, 4096);
+	char rb[6];
+	read_exact(hfd, rb, sizeof(rb));
+	assert_memory_equal(rb, "reply!", 6);
+	int est, total;
+	virtio_vsock_stats(g->v, &est, &total);
+	assert_int_equal(est, 1);
+	assert_int_equal(total, 1);
+	/* A second restore into the same device is refused. */
+	int hfd2 = -1;
+	pthread_mutex_lock(&g->t.lock);
+	assert_int_equal(virtio_vsock_restore(g->v, &s, &hfd2), -EINVAL);
+	pthread_mutex_unlock(&g->t.lock);
+	assert_int_equal(hfd2, -1);
+	close(hfd);
+	vsock_fx_free(g);
+}
+
+/* A kept connection with bytes in flight is not kept: the capture falls
+ * back to dropping everything (restore then resets the guest), and a
+ * restore without a kept connection is refused. */
+static void test_keep_not_idle(void **state)
+{
+	struct vsock_fx *f = *state;
+	uint32_t local;
+	int fd = host_connect(f, 1024, &local, 1);
+	assert_int_equal(virtio_vsock_keep(f->v, local, 1024), 0);
+	assert_int_equal(write(fd, "unsent", 6), 6); /* not yet forwarded */
+	struct virtio_vsock_saved s;
+	pthread_mutex_lock(&f->t.lock);
+	assert_int_equal(virtio_vsock_save(f->v, &s), 0);
+	pthread_mutex_unlock(&f->t.lock);
+	assert_int_equal(s.kept, 0);
+	assert_int_equal(s.n_dropped, 0);
+	int est, total;
+	virtio_vsock_stats(f->v, &est, &total);
+	assert_int_equal(total, 0);
+	close(fd);
+	struct vsock_fx *g = vsock_fx_new(RX_N);
+	int hfd = -1;
+	pthread_mutex_lock(&g->t.lock);
+	assert_int_equal(virtio_vsock_restore(g->v, &s, &hfd), -EINVAL);
+	s.kept = 1;
+	s.n_dropped = VIRTIO_VSOCK_MAX_DROPPED + 1;
+	assert_int_equal(virtio_vsock_restore(g->v, &s, &hfd), -EINVAL);
+	pthread_mutex_unlock(&g->t.lock);
+	assert_int_equal(hfd, -1);
+	vsock_fx_free(g);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -464,6 +597,8 @@ int main(void)
 		T(test_hostile_packets),
 		T(test_rx_buffer_too_small),
 		T(test_random_driver),
+		T(test_keep_across_snapshot),
+		T(test_keep_not_idle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
