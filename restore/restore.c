@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,10 +174,16 @@ static void *early_kvm_thread(void *arg)
 	return NULL;
 }
 
+/* Only where a second CPU can run it: on one CPU the thread's work is the
+ * same and its creation and switches come on top (early_kvm_join does the
+ * work inline then). */
 static void early_kvm_start(struct early_kvm *e)
 {
 	memset(e, 0, sizeof(*e));
 	e->kvm.kvm_fd = e->kvm.vm_fd = -1;
+	cpu_set_t cpus;
+	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < 2)
+		return;
 	if (pthread_create(&e->thread, NULL, early_kvm_thread, e) == 0)
 		e->started = 1;
 }

@@ -38,6 +38,16 @@
 #define SNAP_FS_TAG_LEN 36
 #define SNAP_MAX_FUSN	(256u << 20) /* FUSE node/handle table blob */
 #define SNAP_MAX_DAXS	(64u << 20)  /* DAX slot table blob */
+/* State records smaller than this are stored raw: a restore reads them on
+ * every run, and setting up zstd for a few KiB (tables, a context) costs
+ * more than the bytes it saves (a vCPU record is ~7 KiB raw, ~1 KiB
+ * compressed; the memory dominates the file anyway). */
+#define SNAP_ZSTD_MIN (64u << 10)
+
+static uint32_t zstd_if_large(size_t len)
+{
+	return len >= SNAP_ZSTD_MIN ? FMT_SECF_ZSTD : 0;
+}
 
 struct snap_hdr {
 	uint32_t magic;
@@ -262,8 +272,8 @@ static int save_vcpu(const struct vm_parts *p, struct vm_vcpu *c, const struct k
 	memmove(buf + used, xs, xsz);
 	char name[17];
 	snprintf(name, sizeof(name), "vcpu%d", c->id);
-	return fmt_writer_add(w, FMT_SEC_VCPU, FMT_SECF_ZSTD, (uint32_t)c->id, name, buf,
-			      used + xsz, err);
+	return fmt_writer_add(w, FMT_SEC_VCPU, zstd_if_large(used + xsz), (uint32_t)c->id, name,
+			      buf, used + xsz, err);
 }
 
 static int save_vmstate(const struct vm_parts *p, struct fmt_writer *w, struct sm_error *err)
@@ -310,7 +320,8 @@ static int save_vmstate(const struct vm_parts *p, struct fmt_writer *w, struct s
 	s.kbd_out_n = (uint8_t)(k->out_n < 0 ? 0 : k->out_n > 8 ? 8 : k->out_n);
 	memcpy(s.kbd_out, k->out, sizeof(s.kbd_out));
 	pthread_mutex_unlock(&k->lock);
-	return fmt_writer_add(w, FMT_SEC_VMSTATE, FMT_SECF_ZSTD, 0, "vmstate", &s, sizeof(s), err);
+	return fmt_writer_add(w, FMT_SEC_VMSTATE, zstd_if_large(sizeof(s)), 0, "vmstate", &s,
+			      sizeof(s), err);
 }
 
 static int read_section(struct fmt_reader *r, uint32_t type, uint32_t instance, void **data,
@@ -522,11 +533,11 @@ int vm_snapshot_fs_save(struct virtio_fs *fs, uint32_t d, struct fmt_writer *w,
 	memcpy(s.tag, lay.tag, SNAP_FS_TAG_LEN);
 	r = fmt_writer_add(w, FMT_SEC_DEVICE, 0, d, "virtio-fs", &s, sizeof(s), err);
 	if (r == 0)
-		r = fmt_writer_add(w, FMT_SEC_FUSE_NODES, FMT_SECF_ZSTD, d, "virtio-fs", fusn,
-				   fusn_len, err);
+		r = fmt_writer_add(w, FMT_SEC_FUSE_NODES, zstd_if_large(fusn_len), d, "virtio-fs",
+				   fusn, fusn_len, err);
 	if (r == 0 && lay.dax_len)
-		r = fmt_writer_add(w, FMT_SEC_DAX, FMT_SECF_ZSTD, d, "virtio-fs", daxs, daxs_len,
-				   err);
+		r = fmt_writer_add(w, FMT_SEC_DAX, zstd_if_large(daxs_len), d, "virtio-fs", daxs,
+				   daxs_len, err);
 	return r;
 }
 

@@ -25,7 +25,7 @@ assert m["kind"] == "supermachine-snapshot" and m["format_version"] == "1.0", m
 assert m["kernel_digest"].startswith("sha256:") and m["agent_digest"].startswith("sha256:"), m
 assert m["memory_size"] == 256 << 20 and m["vcpus"] == 1, m
 types = sorted(s["type"] for s in d["sections"])
-for t in ("vcpu", "vmstate", "mmio", "device", "memory", "metadata"):
+for t in ("vcpu", "vmstate", "mmio", "device", "memory", "metadata", "vsock"):
     assert t in types, (t, types)
 ' || fail "snapshot metadata/sections"
 echo "ok: bake, verify, metadata"
@@ -43,7 +43,9 @@ grep -q '"cache_hit":0' "$work/err1" || fail "first restore should fill the memo
 [ "$(ls "$SM_CACHE/memory" | grep -v tmp | grep -vc '\.wset$')" = 1 ] ||
 	fail "memory cache: $(ls "$SM_CACHE/memory")"
 grep -q '"wset_pages":0' "$work/err1" || fail "the first restore had a write set to copy"
-echo "ok: restore ran the command (hello, exit 3) on the warmed state"
+# The agent connection the bake kept is used: no reconnect after resume.
+grep -q '"conn_kept":1' "$work/err1" || fail "restore did not use the snapshot's agent connection"
+echo "ok: restore ran the command (hello, exit 3) on the warmed state, over the kept connection"
 out=$("$smrestore" "$snap" --env FOO=bar --workdir /tmp -- /bin/sh -c 'echo "$FOO $(pwd)"' \
 	2>"$work/err-env") || fail "restore with --env/--workdir"
 [ "$out" = "bar /tmp" ] || fail "--env/--workdir: got '$out'"
