@@ -113,10 +113,14 @@ assert j["cache_hit"] is True and j["snapshot"] == sys.argv[2], j' "$work/hit.js
 	echo "cached smbake: wall time $ms ms, in-process $inproc ms ($(cat "$work/hit.json"))"
 	# The target (<= 200 ms) is for hardware. Inside the emulated host (QEMU
 	# TCG, 'hypervisor' in cpuinfo) everything runs several times slower and
-	# process start-up alone takes most of a second, so there the bake's own
-	# work (total_ms) is held to 1 s and the wall time to 3 s.
+	# process start-up alone (smbake loads libcurl and its ~30 shared
+	# libraries) takes 0.8 to 2.3 s, so there the bake's own work (total_ms)
+	# is held to 1 s and the wall time to 6 s, which still tells a cache hit
+	# from a bake (8 s and more there). 3 s was too tight: on 2026-12-06 the
+	# emulated host ran about 2x slower than on other days (every timing of
+	# the run, the restores' too) and a cache hit took 3151 ms, 360 in-process.
 	local limit=200 inlimit=200
-	grep -qw hypervisor /proc/cpuinfo && limit=3000 inlimit=1000
+	grep -qw hypervisor /proc/cpuinfo && limit=6000 inlimit=1000
 	[ "$inproc" -lt "$inlimit" ] || fail "cached smbake spent $inproc ms in the bake (limit $inlimit)"
 	[ "$ms" -lt "${SM_BAKE_HIT_MAX_MS:-$limit}" ] || fail "cached smbake took $ms ms (limit ${SM_BAKE_HIT_MAX_MS:-$limit})"
 	check "restore of the cache-hit snapshot" 0 hello "$work/bb2.smsnap" -- echo hello
