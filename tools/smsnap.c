@@ -76,7 +76,8 @@ static const char usage_pack[] =
 	"                           minimal object with memory_size, created, tool_version)\n"
 	"      --section TYPE[:INST]=FILE\n"
 	"                           add FILE as an opaque section; TYPE is vcpu, vmstate,\n"
-	"                           mmio, device, dax or fuse-nodes (repeatable)\n"
+	"                           mmio, device, dax, fuse-nodes or vsock (written\n"
+	"                           optional, as smbake does) (repeatable)\n"
 	"  -o, --output SNAP        snapshot to write\n"
 	"      --frame-size BYTES   non-zero guest bytes per zstd frame (default 16384)\n"
 	"      --level N            zstd level (default 3)\n"
@@ -289,7 +290,8 @@ static int cmd_dump(int argc, char **argv)
 		for (unsigned i = 0; i < n; i++) {
 			const struct fmt_section_info *s = fmt_reader_section(r, i);
 			if (s->type != FMT_SEC_DEVICE && s->type != FMT_SEC_MMIO &&
-			    s->type != FMT_SEC_DAX && s->type != FMT_SEC_FUSE_NODES)
+			    s->type != FMT_SEC_DAX && s->type != FMT_SEC_FUSE_NODES &&
+			    s->type != FMT_SEC_VSOCK)
 				continue;
 			if (!devs++)
 				printf("\ndevices:\n");
@@ -377,8 +379,8 @@ static int read_file(const char *path, size_t max, char **data, size_t *len, str
 
 static int type_from_name(const char *s, size_t n)
 {
-	for (uint32_t t = FMT_SEC_VCPU; t < FMT_SEC_MEMORY; t++)
-		if (strlen(fmt_section_type_name(t)) == n &&
+	for (uint32_t t = FMT_SEC_VCPU; t <= FMT_SEC_VSOCK; t++)
+		if (t != FMT_SEC_MEMORY && strlen(fmt_section_type_name(t)) == n &&
 		    !strncmp(fmt_section_type_name(t), s, n))
 			return (int)t;
 	return -1;
@@ -564,8 +566,11 @@ static int cmd_pack(int argc, char **argv)
 		size_t len;
 		ret = read_file(secs[i].file, 1u << 30, &data, &len, &err);
 		if (ret == 0) {
-			ret = fmt_writer_add(w, (uint32_t)secs[i].type, FMT_SECF_ZSTD,
-					     secs[i].instance, NULL, data, len, &err);
+			uint32_t fl = FMT_SECF_ZSTD;
+			if (secs[i].type == FMT_SEC_VSOCK) /* older readers skip it */
+				fl |= FMT_SECF_OPTIONAL;
+			ret = fmt_writer_add(w, (uint32_t)secs[i].type, fl, secs[i].instance, NULL,
+					     data, len, &err);
 			free(data);
 		}
 	}

@@ -38,11 +38,11 @@ printf 'device-state-bytes' >"$T/dev"
 head -c 1000 /dev/urandom >"$T/vcpu"
 
 expect_rc 0 $SMSNAP pack --memory "$T/mem" --meta "$T/meta.json" \
-	--section device:1="$T/dev" --section vcpu="$T/vcpu" -o "$T/snap"
+	--section device:1="$T/dev" --section vcpu="$T/vcpu" --section vsock:1="$T/dev" -o "$T/snap"
 expect_rc 0 $SMSNAP verify "$T/snap"
 grep -q "OK" "$T/out" || fail "verify did not say OK"
 expect_rc 0 $SMSNAP dump "$T/snap"
-for w in "format:    1.0" "memory" "busybox:latest" "stored pages:   1540" device vcpu; do
+for w in "format:    1.0" "memory" "busybox:latest" "stored pages:   1540" device vcpu "vsock      instance 1"; do
 	grep -q "$w" "$T/out" || { cat "$T/out"; fail "dump lacks '$w'"; }
 done
 expect_rc 0 $SMSNAP dump --json "$T/snap"
@@ -54,7 +54,9 @@ assert d["metadata"]["vcpus"] == 2
 assert d["memory"]["mem_size"] == 64 << 20
 assert d["memory"]["nonzero_pages"] == 1540, d["memory"]
 types = sorted(s["type"] for s in d["sections"])
-assert types == ["device", "memory", "metadata", "vcpu"], types
+assert types == ["device", "memory", "metadata", "vcpu", "vsock"], types
+vs = [s for s in d["sections"] if s["type"] == "vsock"][0]
+assert vs["optional"] and vs["instance"] == 1, vs
 PY
 expect_rc 0 $SMSNAP unpack-memory "$T/snap" -o "$T/back"
 cmp "$T/mem" "$T/back" || fail "unpacked memory differs"
