@@ -142,9 +142,7 @@ _Static_assert(sizeof(struct snap_dev) == 32, "snap_dev");
  * correct, only slower. */
 struct snap_vsock {
 	struct snap_hdr h;
-	uint32_t local_port, peer_port;
-	uint32_t peer_buf_alloc, peer_fwd_cnt;
-	uint32_t tx_cnt, fwd_cnt;
+	struct virtio_vsock_kept conn; /* ports, then the four counters */
 	uint32_t n_dropped;
 	uint32_t reserved;
 };
@@ -381,23 +379,15 @@ static int save_device(const struct vm_parts *p, int d, struct fmt_writer *w, st
 		return r2;
 	struct {
 		struct snap_vsock s;
-		uint32_t dropped[2 * VIRTIO_VSOCK_MAX_DROPPED];
+		struct virtio_vsock_ports dropped[VIRTIO_VSOCK_MAX_DROPPED];
 	} rec;
 	memset(&rec, 0, sizeof(rec));
 	hdr_init(&rec.s.h, SNAP_MAGIC_VSCK, sizeof(rec.s));
-	rec.s.local_port = vs.conn.local_port;
-	rec.s.peer_port = vs.conn.peer_port;
-	rec.s.peer_buf_alloc = vs.conn.peer_buf_alloc;
-	rec.s.peer_fwd_cnt = vs.conn.peer_fwd_cnt;
-	rec.s.tx_cnt = vs.conn.tx_cnt;
-	rec.s.fwd_cnt = vs.conn.fwd_cnt;
+	rec.s.conn = vs.conn;
 	rec.s.n_dropped = vs.n_dropped;
-	for (uint32_t i = 0; i < vs.n_dropped; i++) {
-		rec.dropped[2 * i] = vs.dropped[i].local_port;
-		rec.dropped[2 * i + 1] = vs.dropped[i].peer_port;
-	}
+	memcpy(rec.dropped, vs.dropped, vs.n_dropped * sizeof(vs.dropped[0]));
 	return fmt_writer_add(w, FMT_SEC_VSOCK, FMT_SECF_OPTIONAL, (uint32_t)d, "vsock", &rec,
-			      sizeof(rec.s) + 8 * (size_t)vs.n_dropped, err);
+			      sizeof(rec.s) + vs.n_dropped * sizeof(vs.dropped[0]), err);
 }
 
 int vm_snapshot_vsock_read(struct fmt_reader *rd, uint32_t d, struct virtio_vsock_saved *s,
@@ -420,27 +410,16 @@ int vm_snapshot_vsock_read(struct fmt_reader *rd, uint32_t d, struct virtio_vsoc
 	if (r < 0)
 		return r;
 	if (v.reserved || v.n_dropped > VIRTIO_VSOCK_MAX_DROPPED ||
-	    len != sizeof(v) + 8 * (size_t)v.n_dropped)
+	    len != sizeof(v) + v.n_dropped * sizeof(s->dropped[0]))
 		return sm_error_set(
 			err, EBADMSG,
 			"vsock section: %u dropped connections in %zu bytes, or reserved "
 			"field set",
 			v.n_dropped, len);
 	s->kept = 1;
-	s->conn = (struct virtio_vsock_kept){
-		.local_port = v.local_port,
-		.peer_port = v.peer_port,
-		.peer_buf_alloc = v.peer_buf_alloc,
-		.peer_fwd_cnt = v.peer_fwd_cnt,
-		.tx_cnt = v.tx_cnt,
-		.fwd_cnt = v.fwd_cnt,
-	};
+	s->conn = v.conn;
 	s->n_dropped = v.n_dropped;
-	const uint8_t *pairs = (const uint8_t *)data + sizeof(v);
-	for (uint32_t i = 0; i < v.n_dropped; i++) {
-		memcpy(&s->dropped[i].local_port, pairs + 8 * i, 4);
-		memcpy(&s->dropped[i].peer_port, pairs + 8 * i + 4, 4);
-	}
+	memcpy(s->dropped, (const uint8_t *)data + sizeof(v), v.n_dropped * sizeof(s->dropped[0]));
 	return 1;
 }
 

@@ -775,35 +775,28 @@ static int conn_idle(const struct vsock_conn *c)
 	return ioctl(c->fd, FIONREAD, &unread) == 0 && unread == 0;
 }
 
+/* Append a connection to reset on restore; 0 when S is full. */
+static int add_dropped(struct virtio_vsock_saved *s, uint32_t local_port, uint32_t peer_port)
+{
+	if (s->n_dropped == VIRTIO_VSOCK_MAX_DROPPED)
+		return 0;
+	s->dropped[s->n_dropped++] = (struct virtio_vsock_ports){local_port, peer_port};
+	return 1;
+}
+
 int virtio_vsock_save(struct virtio_vsock *v, struct virtio_vsock_saved *s)
 {
 	memset(s, 0, sizeof(*s));
 	const struct vsock_conn *kept = NULL;
 	int fits = 1;
-	for (const struct vsock_conn *c = v->conns; c; c = c->next) {
-		if (c->kept && !kept && conn_idle(c)) {
+	for (const struct vsock_conn *c = v->conns; c && fits; c = c->next) {
+		if (c->kept && !kept && conn_idle(c))
 			kept = c;
-			continue;
-		}
-		if (c->state == C_HANDSHAKE)
-			continue; /* the guest never heard of it */
-		if (s->n_dropped == VIRTIO_VSOCK_MAX_DROPPED) {
-			fits = 0;
-			continue;
-		}
-		s->dropped[s->n_dropped].local_port = c->local_port;
-		s->dropped[s->n_dropped].peer_port = c->peer_port;
-		s->n_dropped++;
+		else if (c->state != C_HANDSHAKE) /* else the guest never heard of it */
+			fits = add_dropped(s, c->local_port, c->peer_port);
 	}
-	for (int i = 0; fits && i < v->n_rsts; i++) { /* RSTs not sent yet */
-		if (s->n_dropped == VIRTIO_VSOCK_MAX_DROPPED) {
-			fits = 0;
-			break;
-		}
-		s->dropped[s->n_dropped].local_port = v->rsts[i].src_port;
-		s->dropped[s->n_dropped].peer_port = v->rsts[i].dst_port;
-		s->n_dropped++;
-	}
+	for (int i = 0; fits && i < v->n_rsts; i++) /* RSTs not sent yet */
+		fits = add_dropped(s, v->rsts[i].src_port, v->rsts[i].dst_port);
 	if (kept && fits) {
 		s->kept = 1;
 		s->conn = (struct virtio_vsock_kept){

@@ -84,18 +84,22 @@ void virtio_vsock_drop_conns(struct virtio_vsock *v);
 /* The connection a snapshot keeps (docs/snapshot.md, "vsock"): the host
  * end is re-created on restore, the guest's socket never notices. */
 #define VIRTIO_VSOCK_MAX_DROPPED 64
+/* Both are also laid out as in the snapshot's vsock section (u32 each). */
 struct virtio_vsock_kept {
 	uint32_t local_port, peer_port;	       /* host port, guest port */
 	uint32_t peer_buf_alloc, peer_fwd_cnt; /* the guest's receive side */
 	uint32_t tx_cnt, fwd_cnt;	       /* bytes sent to / taken from the guest */
 };
+_Static_assert(sizeof(struct virtio_vsock_kept) == 24, "virtio_vsock_kept layout");
+struct virtio_vsock_ports {
+	uint32_t local_port, peer_port; /* host port, guest port */
+};
+_Static_assert(sizeof(struct virtio_vsock_ports) == 8, "virtio_vsock_ports layout");
 struct virtio_vsock_saved {
 	int kept; /* conn is valid */
 	struct virtio_vsock_kept conn;
 	uint32_t n_dropped; /* the guest's other connections: reset on restore */
-	struct {
-		uint32_t local_port, peer_port;
-	} dropped[VIRTIO_VSOCK_MAX_DROPPED];
+	struct virtio_vsock_ports dropped[VIRTIO_VSOCK_MAX_DROPPED];
 };
 /* Mark the established connection LOCAL_PORT <-> guest PEER_PORT to be kept
  * by the next capture (takes the transport lock); -ENOENT if there is none. */
