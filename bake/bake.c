@@ -39,8 +39,10 @@ static int build_meta(const struct bake_opts *o, char **out, struct sm_error *er
 	gmtime_r(&now, &tmv);
 	strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tmv);
 	uint64_t mib = o->mem_mib ? o->mem_mib : 256;
+	char fver[16];
+	snprintf(fver, sizeof(fver), "%d.%d", FMT_VERSION_MAJOR, FMT_VERSION_MINOR);
 	json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:I, s:i, s:s, s:s}", "kind",
-			      "supermachine-snapshot", "format_version", "1.0", "state_version",
+			      "supermachine-snapshot", "format_version", fver, "state_version",
 			      VM_SNAP_VERSION, "kernel_digest", kdig, "memory_size",
 			      (json_int_t)(mib << 20), "vcpus", o->ncpus ? o->ncpus : 1, "created",
 			      created, "tool_version", SM_VERSION);

@@ -551,7 +551,9 @@ static int cmd_pack(int argc, char **argv)
 		struct tm tm;
 		gmtime_r(&now, &tm);
 		strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		json_t *j = json_pack("{s:s,s:I,s:s,s:s}", "format_version", "1.0", "memory_size",
+		char fver[16];
+		snprintf(fver, sizeof(fver), "%d.%d", FMT_VERSION_MAJOR, FMT_VERSION_MINOR);
+		json_t *j = json_pack("{s:s,s:I,s:s,s:s}", "format_version", fver, "memory_size",
 				      (json_int_t)st.st_size, "created", created, "tool_version",
 				      SM_VERSION);
 		meta_json = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);

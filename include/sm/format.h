@@ -22,7 +22,7 @@
 #include "sm/error.h"
 
 #define FMT_VERSION_MAJOR 1
-#define FMT_VERSION_MINOR 0
+#define FMT_VERSION_MINOR 1 /* 1: section type 9, vsock (docs/format.md) */
 #define FMT_PAGE_SIZE	  4096u
 
 /* Section types (stable numbers; see docs/format.md). */

@@ -21,7 +21,7 @@ bake 'echo warm >/tmp/warm; echo warmed'
 import json, sys
 d = json.load(sys.stdin)
 m = d["metadata"]
-assert m["kind"] == "supermachine-snapshot" and m["format_version"] == "1.0", m
+assert m["kind"] == "supermachine-snapshot" and m["format_version"] == "1.1", m
 assert m["kernel_digest"].startswith("sha256:") and m["agent_digest"].startswith("sha256:"), m
 assert m["memory_size"] == 256 << 20 and m["vcpus"] == 1, m
 types = sorted(s["type"] for s in d["sections"])

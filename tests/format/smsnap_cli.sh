@@ -42,14 +42,14 @@ expect_rc 0 $SMSNAP pack --memory "$T/mem" --meta "$T/meta.json" \
 expect_rc 0 $SMSNAP verify "$T/snap"
 grep -q "OK" "$T/out" || fail "verify did not say OK"
 expect_rc 0 $SMSNAP dump "$T/snap"
-for w in "format:    1.0" "memory" "busybox:latest" "stored pages:   1540" device vcpu "vsock      instance 1"; do
+for w in "format:    1.1" "memory" "busybox:latest" "stored pages:   1540" device vcpu "vsock      instance 1"; do
 	grep -q "$w" "$T/out" || { cat "$T/out"; fail "dump lacks '$w'"; }
 done
 expect_rc 0 $SMSNAP dump --json "$T/snap"
 python3 - "$T/out" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-assert d["header"]["version"] == "1.0", d["header"]
+assert d["header"]["version"] == "1.1", d["header"]
 assert d["metadata"]["vcpus"] == 2
 assert d["memory"]["mem_size"] == 64 << 20
 assert d["memory"]["nonzero_pages"] == 1540, d["memory"]
