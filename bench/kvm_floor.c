@@ -4,7 +4,13 @@
  * before a guest runs, the floor that smrestore's "start to first KVM_RUN"
  * is compared with (bench/restore.sh).
  *
- *   kvm_floor [-n RUNS] [-m MIB]      (default 10 runs, 256 MiB)
+ *   kvm_floor [-n RUNS] [-m MIB] [-w MS]   (default 10 runs, 256 MiB)
+ *
+ * -w MS pauses MS milliseconds after KVM_CREATE_PIT2, untimed. For a look at
+ * what the memory slot costs: on kvm-pvm KVM_SET_USER_MEMORY_REGION returns
+ * no sooner than ~8-10 ms after KVM_CREATE_VM (a wait, not work: after a
+ * 10 ms pause it takes ~0.2 ms), so the floor without a pause is mostly
+ * that wait (docs/snapshot.md).
  *
  * One run: open /dev/kvm; KVM_CREATE_VM, KVM_SET_TSS_ADDR, KVM_CREATE_IRQCHIP,
  * KVM_CREATE_PIT2; map MIB of anonymous memory and register it as one
@@ -34,7 +40,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_RUNS  1000
+#define MAX_RUNS 1000
+
+static unsigned pause_ms; /* -w */
 #define GUEST_RIP 0x1000
 #define OUT_PORT  0x10
 
@@ -216,6 +224,10 @@ static int one_run(const struct state *st, uint64_t mem_size, double t[S_NSTEPS]
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	DO(ioctl(vm, KVM_CREATE_PIT2, &pit), "KVM_CREATE_PIT2");
 	LAP(S_PIT);
+	if (pause_ms) {
+		usleep(pause_ms * 1000u);
+		p = now_ms();
+	}
 	ram = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (ram == MAP_FAILED) {
@@ -307,8 +319,15 @@ int main(int argc, char **argv)
 				fprintf(stderr, "kvm_floor: -m wants 1..65536 MiB\n");
 				return 2;
 			}
+		} else if (!strcmp(argv[i], "-w") && i + 1 < argc) {
+			unsigned long w = strtoul(argv[++i], &end, 10);
+			if (*end || w > 10000) {
+				fprintf(stderr, "kvm_floor: -w wants 0..10000 ms\n");
+				return 2;
+			}
+			pause_ms = (unsigned)w;
 		} else {
-			fprintf(stderr, "usage: kvm_floor [-n RUNS] [-m MIB]\n");
+			fprintf(stderr, "usage: kvm_floor [-n RUNS] [-m MIB] [-w MS]\n");
 			return 2;
 		}
 	}
@@ -327,9 +346,9 @@ int main(int argc, char **argv)
 			total[r] += t[s];
 		}
 	}
-	printf("{\"kvm_floor\":1,\"runs\":%d,\"mem_mib\":%lu,\"msrs\":%u,\"to_first_run_ms\":%.3f,"
-	       "\"first_exit_ms\":%.3f,\"teardown_ms\":%.3f",
-	       runs, mib, st.msrs->nmsrs, median(total, runs), median(first, runs),
+	printf("{\"kvm_floor\":1,\"runs\":%d,\"mem_mib\":%lu,\"pause_ms\":%u,\"msrs\":%u,"
+	       "\"to_first_run_ms\":%.3f,\"first_exit_ms\":%.3f,\"teardown_ms\":%.3f",
+	       runs, mib, pause_ms, st.msrs->nmsrs, median(total, runs), median(first, runs),
 	       median(down, runs));
 	for (int s = 0; s < S_NSTEPS; s++)
 		printf(",\"%s\":%.3f", step_name[s], median(steps[s], runs));

@@ -162,6 +162,7 @@ static int fs_root_dir(const struct restore_opts *o, struct fmt_reader *rd, char
 struct early_kvm {
 	pthread_t thread;
 	int started;
+	int no_run; /* a dry run: kvm-pvm will do */
 	struct vm_kvm kvm;
 	struct sm_error err;
 	int r;
@@ -170,16 +171,17 @@ struct early_kvm {
 static void *early_kvm_thread(void *arg)
 {
 	struct early_kvm *e = arg;
-	e->r = vm_kvm_open(&e->kvm, &e->err);
+	e->r = vm_kvm_open(&e->kvm, e->no_run, &e->err);
 	return NULL;
 }
 
 /* Only where a second CPU can run it: on one CPU the thread's work is the
  * same and its creation and switches come on top (early_kvm_join does the
  * work inline then). */
-static void early_kvm_start(struct early_kvm *e)
+static void early_kvm_start(struct early_kvm *e, int no_run)
 {
 	memset(e, 0, sizeof(*e));
+	e->no_run = no_run;
 	e->kvm.kvm_fd = e->kvm.vm_fd = -1;
 	cpu_set_t cpus;
 	if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < 2)
@@ -195,7 +197,7 @@ static int early_kvm_join(struct early_kvm *e, struct sm_error *err)
 		pthread_join(e->thread, NULL);
 		e->started = 0;
 	} else {
-		e->r = vm_kvm_open(&e->kvm, &e->err);
+		e->r = vm_kvm_open(&e->kvm, e->no_run, &e->err);
 	}
 	if (e->r < 0 && err)
 		*err = e->err;
@@ -236,7 +238,7 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	int have_dir = 0, conn = -1;
 	char uds[128] = "";
 	struct early_kvm ek;
-	early_kvm_start(&ek);
+	early_kvm_start(&ek, o->dry_run);
 	int r = 0;
 	if (o->reader) /* borrowed: never closed here */
 		rd = o->reader;
@@ -294,6 +296,7 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		.restore_ram = ram,
 		.fs_root = fs_root,
 		.fs_dax_mib = info.fs_dax_len >> 20,
+		.dry_run = o->dry_run,
 	};
 	ram = NULL; /* vm_create takes it over, even when it fails */
 	r = early_kvm_join(&ek, err);
@@ -341,6 +344,26 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 	if (r < 0)
 		goto out;
 	t->resume_ms = now_ms() - t0;
+	if (o->dry_run) {
+		t->dry_run = 1;
+		/* Every vCPU got to its first KVM_RUN and stopped there. */
+		struct sm_error verr = {0};
+		enum vm_stop_reason why = vm_wait(vm, &verr);
+		t->first_run_ms = vm_first_run_ms(vm) - t0;
+		vm_get_exits(vm, &t->exits); /* none: no vCPU entered the guest */
+		if (why != VM_STOP_REQUESTED) {
+			r = sm_error_set(err, EIO, "dry run: the VM stopped (reason %d)%s%s",
+					 (int)why, verr.msg[0] ? ": " : "", verr.msg);
+			goto out;
+		}
+		t->done_ms = now_ms() - t0;
+		*status = 0;
+		if (o->on_done) {
+			remove_run_dir(dir, uds, &have_dir);
+			o->on_done(0, t, o->on_done_arg);
+		}
+		goto out; /* the guest wrote nothing: no write set to record */
+	}
 
 	int timeout = o->timeout_ms > 0 ? o->timeout_ms : 30000;
 	/* The snapshot's own agent connection, if it kept one (bake does). */
@@ -391,6 +414,7 @@ int restore_run(const struct restore_opts *o, int *status, struct restore_timing
 		goto out;
 	}
 	t->done_ms = now_ms() - t0;
+	t->first_run_ms = vm_first_run_ms(vm) - t0;
 	vm_get_exits(vm, &t->exits);
 	if (job.exec_errno) {
 		*status = job.exec_errno == ENOENT ? 127 : job.exec_errno == EACCES ? 126 : 125;

@@ -48,6 +48,12 @@ static const char usage[] =
 	"      --cache DIR      cache root (default $SM_CACHE, else ~/.cache/supermachine)\n"
 	"      --timeout SECS   how long to wait for the agent (default 30)\n"
 	"      --timing         print a JSON line with restore phase timings to stderr\n"
+	"      --dry-run        restore up to the guest's first instruction, then stop:\n"
+	"                       checks that this host's KVM takes the snapshot (memory,\n"
+	"                       vCPU, VM and device state) and, with --timing, measures\n"
+	"                       the host-side restore work (first_run_ms); CMD is\n"
+	"                       resolved but not run; exit 0 when it would restore.\n"
+	"                       (works on kvm-pvm too, which cannot run a Linux guest)\n"
 	"      --version, -h, --help\n\n"
 	"Unlike docker run, stdin is forwarded by default (`-i` is accepted and is\n"
 	"the default), so `cmd | smrestore SNAP -- wc -c` works as a pipe; use\n"
@@ -117,6 +123,7 @@ static void print_timing(const struct restore_timings *t)
 	p = put_ms(p, "create_ms", t->create_ms);
 	p = put_ms(p, "state_ms", t->state_ms);
 	p = put_ms(p, "resume_ms", t->resume_ms);
+	p = put_ms(p, "first_run_ms", t->first_run_ms);
 	p = put_ms(p, "agent_ms", t->agent_ms);
 	p = put_ms(p, "done_ms", t->done_ms);
 	p = put_ms(p, "vm_kvm_ms", t->vm.kvm_ms);
@@ -126,6 +133,7 @@ static void print_timing(const struct restore_timings *t)
 	p = put_ms(p, "vm_vcpus_ms", t->vm.vcpus_ms);
 	p = put_int(p, "wset_pages", t->wset_pages);
 	p = put_int(p, "conn_kept", (unsigned)t->conn_kept);
+	p = put_int(p, "dry_run", (unsigned)t->dry_run);
 	p = put_int(p, "exits_io", t->exits.io);
 	p = put_int(p, "exits_uart", t->exits.uart);
 	p = put_int(p, "exits_mmio", t->exits.mmio);
@@ -154,6 +162,7 @@ static void print_timing(const struct restore_timings *t)
 struct done_report {
 	int fd;
 	int timing;
+	const char *dry_run; /* the snapshot, in a dry run */
 };
 
 static void report_done(int status, const struct restore_timings *t, void *arg)
@@ -161,6 +170,15 @@ static void report_done(int status, const struct restore_timings *t, void *arg)
 	struct done_report *d = arg;
 	if (d->timing)
 		print_timing(t);
+	if (d->dry_run) {
+		enum vm_kvm_kind kind = VM_KVM_NONE;
+		struct sm_error kerr = {0};
+		vm_kvm_probe(NULL, &kind, &kerr);
+		fprintf(stderr,
+			"smrestore: dry run: %s restores on this host (KVM: %s); host-side work up "
+			"to the first KVM_RUN %.1f ms; the guest was not run\n",
+			d->dry_run, vm_kvm_kind_name(kind), t->first_run_ms);
+	}
 	fflush(stdout);
 	fflush(stderr);
 	/* The caller's pipes see EOF when the waiter exits: drop our copies. */
@@ -222,7 +240,7 @@ int main(int argc, char **argv)
 {
 	const char *snap = NULL, *console = "none", *cache = NULL;
 	unsigned long timeout = 30;
-	int timing = 0, no_stdin = 0, interactive = 0, lazy_uffd = 0, i;
+	int timing = 0, no_stdin = 0, interactive = 0, lazy_uffd = 0, dry_run = 0, i;
 	struct restore_cmd_opts c = {0};
 	sm_autofree const char **env = calloc((size_t)argc + 2, sizeof(char *));
 	uint32_t envc = 0;
@@ -318,6 +336,8 @@ int main(int argc, char **argv)
 			}
 		} else if (!strcmp(a, "--timing")) {
 			timing = 1;
+		} else if (!strcmp(a, "--dry-run")) {
+			dry_run = 1;
 		} else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "smrestore: unknown argument '%s' (see smrestore --help)\n",
 				a);
@@ -353,7 +373,9 @@ int main(int argc, char **argv)
 		return 125;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if (vm_kvm_require_usable(&err) < 0) {
+	/* A dry run never enters the guest: kvm-pvm takes every ioctl it
+	 * makes (a missing /dev/kvm fails when the VM is made). */
+	if (!dry_run && vm_kvm_require_usable(&err) < 0) {
 		fprintf(stderr, "smrestore: KVM: %s\n", err.msg);
 		restore_runcfg_free(&rc);
 		fmt_reader_close(rd);
@@ -399,7 +421,8 @@ int main(int argc, char **argv)
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != waiter) /* the waiter is already gone */
 		_exit(125);
-	struct done_report done = {.fd = report[1], .timing = timing};
+	struct done_report done = {
+		.fd = report[1], .timing = timing, .dry_run = dry_run ? snap : NULL};
 	int sig_fd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
 
 	struct restore_opts o = {
@@ -424,6 +447,7 @@ int main(int argc, char **argv)
 		.on_done = report_done,
 		.on_done_arg = &done,
 		.reader = rd,
+		.dry_run = dry_run,
 	};
 	struct restore_timings t;
 	int status = 125;

@@ -718,6 +718,89 @@ static int load_vmstate(const struct vm_parts *p, const struct snap_vmstate *s,
 	return 0;
 }
 
+/* Can a restore leave out MSR E, which this host's KVM does not list? Only
+ * where that loses no guest state: the MSR holds its reset value (0 for
+ * every such MSR seen: PMU counters and controls, debug store, PEBS; the
+ * others below), or it is a Hyper-V synthetic MSR (0x40000000-0x400001ff:
+ * KVM lists them where it could emulate Hyper-V, but our guests only get
+ * KVM's CPUID leaves and never use them; their values are KVM's own, e.g.
+ * the TSC and APIC frequencies). */
+static int msr_droppable(const struct kvm_msr_entry *e)
+{
+	static const struct {
+		uint32_t index;
+		uint64_t reset;
+	} nonzero_reset[] = {
+		{0x9e, 0x30000},	  /* IA32_SMBASE (no SMM here) */
+		{0xc0000104, 1ull << 32}, /* AMD TSC_RATIO: 1.0, no scaling */
+	};
+	if (e->data == 0 || (e->index >= 0x40000000u && e->index <= 0x400001ffu))
+		return 1;
+	for (size_t i = 0; i < sizeof(nonzero_reset) / sizeof(nonzero_reset[0]); i++)
+		if (e->index == nonzero_reset[i].index)
+			return e->data == nonzero_reset[i].reset;
+	return 0;
+}
+
+int vm_snapshot_msr_filter(struct kvm_msr_entry *e, uint32_t n, const uint32_t *listed,
+			   uint32_t nlisted, uint32_t *keep, struct sm_error *err)
+{
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		int found = 0;
+		for (uint32_t j = 0; j < nlisted && !found; j++)
+			found = listed[j] == e[i].index;
+		if (found)
+			e[k++] = e[i];
+		else if (!msr_droppable(&e[i]))
+			return sm_error_set(
+				err, ENOTSUP,
+				"the snapshot's MSR 0x%x (value 0x%llx) is not supported "
+				"by this host's KVM; restore on the kind of host that "
+				"baked it (same CPU vendor and kernel)",
+				e[i].index, (unsigned long long)e[i].data);
+	}
+	*keep = k;
+	return 0;
+}
+
+/* KVM_SET_MSRS of M (entries modified). The snapshot's list is the bake
+ * host's KVM_GET_MSR_INDEX_LIST: on the same host KVM takes it whole, in one
+ * call. Where it stops at an MSR (a host whose KVM lists fewer, e.g. another
+ * CPU vendor or kernel, or kvm-pvm), the rest goes through
+ * vm_snapshot_msr_filter() against this KVM's list and is set again; an MSR
+ * this KVM lists but refuses is an error. */
+static int set_msrs(const struct vm_parts *p, struct vm_vcpu *c, struct kvm_msrs *m,
+		    struct sm_error *err)
+{
+	uint32_t total = m->nmsrs;
+	int n = ioctl(c->fd, KVM_SET_MSRS, m);
+	if (n < 0)
+		return sm_error_errno(err, errno, "vCPU %d: KVM_SET_MSRS", c->id);
+	if ((uint32_t)n == total)
+		return 0;
+	sm_autofree struct kvm_msr_list *ml = NULL;
+	int r = msr_index_list(p->kvm_fd, &ml, err);
+	if (r < 0)
+		return r;
+	uint32_t keep = 0;
+	r = vm_snapshot_msr_filter(m->entries + n, total - (uint32_t)n, ml->indices, ml->nmsrs,
+				   &keep, err);
+	if (r < 0)
+		return sm_error_wrap(err, "vCPU %d", c->id);
+	if (keep == 0)
+		return 0;
+	memmove(m->entries, m->entries + n, keep * sizeof(m->entries[0]));
+	m->nmsrs = keep;
+	n = ioctl(c->fd, KVM_SET_MSRS, m);
+	if (n < 0)
+		return sm_error_errno(err, errno, "vCPU %d: KVM_SET_MSRS", c->id);
+	if ((uint32_t)n != keep)
+		return sm_error_set(err, EINVAL, "vCPU %d: KVM refused MSR 0x%x = 0x%llx", c->id,
+				    m->entries[n].index, (unsigned long long)m->entries[n].data);
+	return 0;
+}
+
 static int load_vcpu(const struct vm_parts *p, struct vm_vcpu *c, const uint8_t *buf, size_t len,
 		     struct sm_error *err)
 {
@@ -777,13 +860,9 @@ static int load_vcpu(const struct vm_parts *p, struct vm_vcpu *c, const uint8_t 
 			return sm_error_set(err, ENOMEM, "MSRs");
 		m->nmsrs = s->nmsrs;
 		memcpy(m->entries, msrs, (size_t)s->nmsrs * sizeof(struct kvm_msr_entry));
-		int n = ioctl(c->fd, KVM_SET_MSRS, m);
-		if (n < 0)
-			return sm_error_errno(err, errno, "vCPU %d: KVM_SET_MSRS", c->id);
-		if ((uint32_t)n != s->nmsrs)
-			return sm_error_set(err, EINVAL,
-					    "vCPU %d: KVM refused MSR 0x%x (%d of %u set)", c->id,
-					    m->entries[n].index, n, s->nmsrs);
+		r = set_msrs(p, c, m, err);
+		if (r < 0)
+			return r;
 	}
 	SET(KVM_SET_MP_STATE, &mp, "KVM_SET_MP_STATE");
 	SET(KVM_SET_VCPU_EVENTS, &events, "KVM_SET_VCPU_EVENTS");

@@ -62,8 +62,11 @@ struct vm {
 	pthread_mutex_t pause_lock;
 	pthread_cond_t pause_cond;
 	int pause_req, n_paused;
-	int restoring; /* created from a snapshot: no boot setup */
-	int kept_conn; /* host end of the vsock connection the snapshot kept, or -1 */
+	int restoring;	       /* created from a snapshot: no boot setup */
+	int kept_conn;	       /* host end of the vsock connection the snapshot kept, or -1 */
+	int dry_run;	       /* vm_config.dry_run: vCPUs never enter the guest */
+	int dry_left;	       /* dry run: vCPU threads not yet at their first KVM_RUN */
+	uint64_t first_run_ns; /* vm_first_run_ms() in ns; written once (CAS from 0) */
 };
 
 static double mono_ms(void)
@@ -76,6 +79,28 @@ static double mono_ms(void)
 void vm_get_timings(const struct vm *vm, struct vm_timings *t)
 {
 	*t = vm->timings;
+}
+
+double vm_first_run_ms(const struct vm *vm)
+{
+	return (double)__atomic_load_n(&vm->first_run_ns, __ATOMIC_ACQUIRE) / 1e6;
+}
+
+/* The VM's first KVM_RUN is due now: note the time once (the first vCPU to
+ * get here). A dry run stops here: 1 when this thread must not enter. */
+static int vcpu_first_run(struct vm_vcpu *c)
+{
+	struct vm *vm = c->vm;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec, zero = 0;
+	__atomic_compare_exchange_n(&vm->first_run_ns, &zero, now, 0, __ATOMIC_RELEASE,
+				    __ATOMIC_RELAXED);
+	if (!vm->dry_run)
+		return 0;
+	if (__atomic_sub_fetch(&vm->dry_left, 1, __ATOMIC_ACQ_REL) == 0)
+		vm_request_stop(vm, VM_STOP_REQUESTED, NULL);
+	return 1;
 }
 
 void vm_get_exits(const struct vm *vm, struct vm_exits *e)
@@ -404,6 +429,8 @@ static void *vcpu_thread(void *arg)
 	sigaddset(&set, vcpu_signal());
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
+	if (vcpu_first_run(c))
+		return NULL;
 	while (!stopping(vm)) {
 		int r = ioctl(c->fd, KVM_RUN, 0);
 		if (r < 0) {
@@ -644,12 +671,12 @@ static int add_fs(struct vm *vm, const struct vm_config *cfg, struct sm_error *e
 	return 0;
 }
 
-int vm_kvm_open(struct vm_kvm *k, struct sm_error *err)
+int vm_kvm_open(struct vm_kvm *k, int no_run, struct sm_error *err)
 {
 	double t0 = mono_ms();
 	k->kvm_fd = k->vm_fd = -1;
 	k->ms = k->create_vm_ms = 0;
-	int r = vm_kvm_require_usable(err);
+	int r = no_run ? 0 : vm_kvm_require_usable(err);
 	if (r < 0)
 		return r;
 	k->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -721,7 +748,7 @@ static int create_locked(struct vm *vm, const struct vm_config *cfg, struct sm_e
 		cfg->kvm->kvm_fd = cfg->kvm->vm_fd = -1; /* ours now */
 		t0 -= own.ms;
 	} else {
-		r = vm_kvm_open(&own, err);
+		r = vm_kvm_open(&own, cfg->dry_run, err);
 		if (r < 0)
 			return r;
 	}
@@ -882,6 +909,8 @@ int vm_create(struct vm **out, const struct vm_config *cfg, struct sm_error *err
 		vm->vcpus[i].fd = -1;
 	vm->ncpus = ncpus;
 	vm->restoring = cfg->restore_mem != NULL || cfg->restore_ram != NULL;
+	vm->dry_run = cfg->dry_run;
+	vm->dry_left = ncpus;
 	pthread_mutex_init(&vm->stop_lock, NULL);
 	pthread_mutex_init(&vm->pause_lock, NULL);
 	pthread_cond_init(&vm->pause_cond, NULL);

@@ -132,6 +132,16 @@ struct fmt_reader;
 /* The vsock section of device number D (docs/snapshot.md, "vsock"), if
  * any: 1 with *S filled, 0 when the snapshot has none, -errno for a
  * malformed one. No KVM involved. */
+/* Restoring MSRs on a host whose KVM does not list all the snapshot's
+ * (vm/snapshot.c): keep, in order and in place, the N entries of E that
+ * LISTED[NLISTED] (this KVM's KVM_GET_MSR_INDEX_LIST) has; drop an unlisted
+ * one only where that loses no guest state (its reset value, or a Hyper-V
+ * synthetic MSR, which our guests cannot use); any other unlisted MSR is
+ * -ENOTSUP naming it. *KEEP gets the count kept. */
+struct kvm_msr_entry;
+int vm_snapshot_msr_filter(struct kvm_msr_entry *e, uint32_t n, const uint32_t *listed,
+			   uint32_t nlisted, uint32_t *keep, struct sm_error *err);
+
 int vm_snapshot_vsock_read(struct fmt_reader *rd, uint32_t d, struct virtio_vsock_saved *s,
 			   struct sm_error *err);
 int vm_snapshot_fs_save(struct virtio_fs *fs, uint32_t d, struct fmt_writer *w,

@@ -51,6 +51,12 @@ struct restore_opts {
 	/* An open reader of SNAPSHOT (restore_runcfg_load's) to use instead of
 	 * opening it again; borrowed: the caller closes it after restore_run(). */
 	struct fmt_reader *reader;
+	/* Dry run (smrestore --dry-run): do all the host-side work of the
+	 * restore up to the first KVM_RUN (vm_config.dry_run), then stop and
+	 * tear down; the guest never runs, CMD (still resolved) is not run,
+	 * *STATUS is 0. T's first_run_ms is when KVM_RUN would have been
+	 * called; agent_ms stays 0. Takes kvm-pvm, which refuses real runs. */
+	int dry_run;
 };
 
 /* Where a restore spent its time, in milliseconds from the start of
@@ -60,7 +66,9 @@ struct restore_timings {
 	double memory_ms;      /* memory image ready (cache hit, or unpacked) */
 	double create_ms;      /* VM created over the copy-on-write mapping */
 	double state_ms;       /* vCPU, VM and device state loaded */
-	double resume_ms;      /* vCPU threads started (first KVM_RUN) */
+	double resume_ms;      /* vCPU threads started (vm_start returned) */
+	double first_run_ms;   /* the first KVM_RUN called (a dry run: reached);
+				* the end of the host-side restore work */
 	double agent_ms;       /* connected to the guest agent (the kept connection:
 				* at once) */
 	double done_ms;	       /* command finished */
@@ -71,6 +79,7 @@ struct restore_timings {
 				* (restore/wset.h; part of create_ms) */
 	int conn_kept;	       /* the snapshot's kept agent connection was used
 				* (no reconnect; vm_take_kept_conn) */
+	int dry_run;	       /* restore_opts.dry_run: the guest did not run */
 	struct vm_timings vm;  /* vm_create()'s own split of create_ms */
 	struct vm_exits exits; /* the VM's exits to user space up to done_ms */
 	/* lazy_uffd only: what the userfaultfd handler did up to the VM's end */

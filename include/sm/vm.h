@@ -415,9 +415,18 @@ struct vm_config {
 	 * snapshot was read), or NULL. vm_create takes its fds over in every
 	 * case, as with restore_ram. */
 	struct vm_kvm *kvm;
+	/* Dry run (smrestore --dry-run): everything up to the first KVM_RUN,
+	 * never the guest itself. vm_start() starts the threads; each vCPU
+	 * stops where it would enter the guest for the first time, and the VM
+	 * then stops (VM_STOP_REQUESTED; vm_first_run_ms() tells when). KVM may
+	 * be kvm-pvm, which cannot run a Linux guest but takes every ioctl a
+	 * restore makes. */
+	int dry_run;
 };
 
-/* The first, snapshot-independent part of vm_create(): KVM checked usable,
+/* The first, snapshot-independent part of vm_create(): KVM checked usable
+ * (vm_kvm_require_usable; with NO_RUN only that /dev/kvm exists: kvm-pvm is
+ * fine for a VM whose guest never runs, vm_config.dry_run),
  * /dev/kvm opened, KVM_CREATE_VM, TSS and identity-map addresses, in-kernel
  * irqchip and PIT. A restore runs it beside reading the snapshot and hands
  * it to vm_create() in vm_config.kvm. vm_kvm_close() releases one that was
@@ -427,7 +436,7 @@ struct vm_kvm {
 	double ms;	     /* time vm_kvm_open took */
 	double create_vm_ms; /* of which KVM_CREATE_VM */
 };
-int vm_kvm_open(struct vm_kvm *k, struct sm_error *err);
+int vm_kvm_open(struct vm_kvm *k, int no_run, struct sm_error *err);
 void vm_kvm_close(struct vm_kvm *k);
 
 enum vm_stop_reason {
@@ -467,6 +476,11 @@ struct vm_timings {
 	double vcpus_ms;     /* create and set up the vCPUs */
 };
 void vm_get_timings(const struct vm *vm, struct vm_timings *t);
+
+/* When the VM's first KVM_RUN was called (in a dry run: would have been),
+ * on CLOCK_MONOTONIC in milliseconds; 0 while no vCPU got that far. The
+ * end of the host-side work of a start or restore. */
+double vm_first_run_ms(const struct vm *vm);
 
 /* KVM_RUN returns to user space so far, summed over the vCPUs: port I/O
  * (of which the UART), MMIO (of which virtio-mmio registers), and other:

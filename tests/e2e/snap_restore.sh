@@ -5,7 +5,8 @@
 # state is there, five restores in a
 # row and three at once all succeed, and writes in one restored VM are not
 # seen by another; SIGTERM to smrestore reaches CMD and nothing is left
-# behind after its exit.
+# behind after its exit; --dry-run restores up to the first KVM_RUN and
+# runs nothing.
 . "$(dirname "$0")/snap_common.sh" "$1"
 fail() {
 	echo "FAIL: $*" >&2
@@ -126,4 +127,36 @@ for _ in $(seq 100); do
 done
 ! pgrep -af "^$smrestore $snap" >&2 || fail "a restore process is still there 10 s after exit"
 echo "ok: SIGTERM forwarded, nothing left behind"
+
+# 6. --dry-run: all the restore work up to the first KVM_RUN, then stop. The
+#    command is resolved, not run (no output, no guest exit at all), the
+#    status is 0 and the timing line has the first KVM_RUN after the state.
+ls -d /tmp/smrestore-* >"$work/dirs-before" 2>/dev/null || true
+set +e
+"$smrestore" "$snap" --dry-run --timing -- /bin/sh -c 'echo ran; exit 9' \
+	>"$work/dry-out" 2>"$work/err-dry"
+rc=$?
+set -e
+cat "$work/err-dry" >&2
+[ "$rc" = 0 ] || fail "--dry-run: rc=$rc (want 0)"
+[ ! -s "$work/dry-out" ] || fail "--dry-run ran the command: '$(cat "$work/dry-out")'"
+grep -q 'dry run: .* restores on this host (KVM: .*); host-side work up to the first KVM_RUN' \
+	"$work/err-dry" || fail "--dry-run: no report line"
+grep '"smrestore_timing"' "$work/err-dry" | python3 -c '
+import json, sys
+t = json.loads(sys.stdin.read())
+assert t["dry_run"] == 1 and t["cache_hit"] == 1, t
+assert 0 < t["state_ms"] <= t["resume_ms"], t
+assert t["state_ms"] <= t["first_run_ms"] <= t["done_ms"], t
+assert t["agent_ms"] == 0 and t["conn_kept"] == 0, t
+assert t["exits_io"] + t["exits_mmio"] + t["exits_other"] == 0, t
+' || fail "--dry-run timing line"
+ls -d /tmp/smrestore-* >"$work/dirs-after" 2>/dev/null || true
+cmp -s "$work/dirs-before" "$work/dirs-after" || fail "--dry-run left its temporary directory"
+out=$("$smrestore" "$snap" --timing -- /bin/echo after 2>"$work/err-after") ||
+	fail "restore after the dry run"
+[ "$out" = after ] || fail "restore after the dry run printed '$out'"
+grep -q '"dry_run":0' "$work/err-after" || fail "a normal restore reported a dry run"
+grep -q '"conn_kept":1' "$work/err-after" || fail "the restore after the dry run lost the kept connection"
+echo "ok: --dry-run stops at the first KVM_RUN and runs nothing"
 echo "PASS: snap_restore"
