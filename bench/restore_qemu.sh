@@ -11,7 +11,7 @@
 # QEMU sample is the time from process start with `-incoming "exec:cat FILE"`
 # until QMP query-status says "running" (restore to running guest; the QMP
 # polling is included). smrestore's end to end `-- true` is a superset of
-# that, so its own resume_ms phase (--timing: start to first KVM_RUN) is the
+# that, so its own first_run_ms phase (--timing: start to first KVM_RUN) is the
 # row compared with QEMU; the end to end figure is a second row.
 # Env: SM_BUILD (default build), SM_KERNEL (default kernel/build.sh --path),
 #      SM_BENCH_OUT (if set: raw samples to $SM_BENCH_OUT/restore_qemu.samples.json).
@@ -118,7 +118,8 @@ def timed(cmd):
 def resume_ms(log):
     for line in log.splitlines():
         if line.startswith('{"smrestore_timing"'):
-            return json.loads(line).get("resume_ms")
+            t = json.loads(line)  # builds before first_run_ms had resume_ms only
+            return t.get("first_run_ms") or t.get("resume_ms")
     return None
 
 timed([smrun, "--kernel", k, "--initrd", i, "--console", "none", "--snapshot-out", snap])
@@ -193,7 +194,7 @@ def row(metric, v, n, note):
 if s["smrestore_resume_ms"]:
     row("restore_to_running", statistics.median(s["smrestore_resume_ms"]),
         len(s["smrestore_resume_ms"]),
-        "smrestore --timing resume_ms (start to first KVM_RUN) vs QEMU process start to QMP "
+        "smrestore --timing first_run_ms (start to first KVM_RUN) vs QEMU process start to QMP "
         f"query-status 'running' (polling included); qemu n={len(q)}, migration file "
         f"{s['qemu_migration_bytes'] / 2**20:.1f} MiB; same kernel and initramfs; {where}")
 row("run_true_vs_qemu_running", statistics.median(s["smrestore_run_true_ms"]),
