@@ -425,8 +425,8 @@ struct vm_config {
 };
 
 /* The first, snapshot-independent part of vm_create(): KVM checked usable
- * (vm_kvm_require_usable; with NO_RUN only that /dev/kvm exists: kvm-pvm is
- * fine for a VM whose guest never runs, vm_config.dry_run),
+ * (vm_kvm_require_usable; with NO_RUN kvm-pvm passes too: it is fine for a
+ * VM whose guest never runs, vm_config.dry_run; no /dev/kvm still fails),
  * /dev/kvm opened, KVM_CREATE_VM, TSS and identity-map addresses, in-kernel
  * irqchip and PIT. A restore runs it beside reading the snapshot and hands
  * it to vm_create() in vm_config.kvm. vm_kvm_close() releases one that was
