@@ -30,15 +30,17 @@ static void add_page(struct restore_wset_range *r, uint32_t *n, uint64_t off)
 		r[(*n)++] = (struct restore_wset_range){.offset = off, .length = PAGE};
 }
 
-int restore_wset_record(const void *host, uint64_t size, const char *path, uint32_t *pages,
-			struct sm_error *err)
+/* The pages of [HOST, HOST+SIZE) that are present, copied on write (FILE 0)
+ * or still the image's page cache (FILE 1), the first MAX of them, to PATH. */
+static int record(const void *host, uint64_t size, const char *path, int file, uint32_t max,
+		  uint32_t *pages, struct sm_error *err)
 {
 	if ((uintptr_t)host % PAGE || size % PAGE)
 		return sm_error_set(err, EINVAL, "write set: unaligned guest RAM");
 	int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (pm < 0)
 		return sm_error_errno(err, errno, "open /proc/self/pagemap");
-	struct restore_wset_range *r = malloc(RESTORE_WSET_MAX_PAGES * sizeof(*r));
+	struct restore_wset_range *r = malloc(max * sizeof(*r));
 	uint64_t *buf = malloc(4096 * sizeof(uint64_t));
 	uint32_t n = 0, np = 0;
 	int ret = 0;
@@ -47,7 +49,8 @@ int restore_wset_record(const void *host, uint64_t size, const char *path, uint3
 		goto out;
 	}
 	uint64_t first = (uintptr_t)host / PAGE, total = size / PAGE;
-	for (uint64_t i = 0; i < total && np < RESTORE_WSET_MAX_PAGES;) {
+	uint64_t want_flags = PM_PRESENT | (file ? PM_FILE : 0);
+	for (uint64_t i = 0; i < total && np < max;) {
 		uint64_t want = total - i < 4096 ? total - i : 4096;
 		ssize_t got = pread(pm, buf, want * 8, (off_t)((first + i) * 8));
 		if (got < 0 && errno == EINTR)
@@ -56,8 +59,8 @@ int restore_wset_record(const void *host, uint64_t size, const char *path, uint3
 			ret = sm_error_errno(err, got < 0 ? errno : EIO, "read /proc/self/pagemap");
 			goto out;
 		}
-		for (uint64_t k = 0; k < (uint64_t)got / 8 && np < RESTORE_WSET_MAX_PAGES; k++)
-			if ((buf[k] & PM_PRESENT) && !(buf[k] & PM_FILE)) {
+		for (uint64_t k = 0; k < (uint64_t)got / 8 && np < max; k++)
+			if ((buf[k] & (PM_PRESENT | PM_FILE)) == want_flags) {
 				add_page(r, &n, (i + k) * PAGE);
 				np++;
 			}
@@ -96,8 +99,20 @@ out:
 	return ret;
 }
 
-int restore_wset_load(const char *path, uint64_t size, struct restore_wset_range **ranges,
-		      uint32_t *count, struct sm_error *err)
+int restore_wset_record(const void *host, uint64_t size, const char *path, uint32_t *pages,
+			struct sm_error *err)
+{
+	return record(host, size, path, 0, RESTORE_WSET_MAX_PAGES, pages, err);
+}
+
+int restore_rset_record(const void *host, uint64_t size, const char *path, uint32_t *pages,
+			struct sm_error *err)
+{
+	return record(host, size, path, 1, RESTORE_RSET_MAX_PAGES, pages, err);
+}
+
+static int load(const char *path, uint64_t size, uint32_t max, struct restore_wset_range **ranges,
+		uint32_t *count, struct sm_error *err)
 {
 	*ranges = NULL;
 	*count = 0;
@@ -114,7 +129,7 @@ int restore_wset_load(const char *path, uint64_t size, struct restore_wset_range
 	}
 	char magic[8] = RESTORE_WSET_MAGIC;
 	if (memcmp(h.magic, magic, sizeof(magic)) || h.reserved || h.mem_size != size ||
-	    h.count > RESTORE_WSET_MAX_PAGES || h.pages > RESTORE_WSET_MAX_PAGES ||
+	    h.count > max || h.pages > max ||
 	    (uint64_t)st.st_size != sizeof(h) + (uint64_t)h.count * sizeof(*r)) {
 		ret = sm_error_set(err, EINVAL, "%s: not a write set of this image", path);
 		goto out;
@@ -152,6 +167,18 @@ out:
 	free(r);
 	close(fd);
 	return ret;
+}
+
+int restore_wset_load(const char *path, uint64_t size, struct restore_wset_range **ranges,
+		      uint32_t *count, struct sm_error *err)
+{
+	return load(path, size, RESTORE_WSET_MAX_PAGES, ranges, count, err);
+}
+
+int restore_rset_load(const char *path, uint64_t size, struct restore_wset_range **ranges,
+		      uint32_t *count, struct sm_error *err)
+{
+	return load(path, size, RESTORE_RSET_MAX_PAGES, ranges, count, err);
 }
 
 int restore_wset_apply(void *host, uint64_t size, const struct restore_wset_range *ranges,

@@ -26,6 +26,8 @@
 
 /* 8 MiB: a restored VM's private memory budget (issue 8: <= 8 MiB each). */
 #define RESTORE_WSET_MAX_PAGES 2048u
+/* 64 MiB: pages only mapped ahead, not copied. */
+#define RESTORE_RSET_MAX_PAGES 16384u
 #define RESTORE_WSET_MAGIC     "SMWSET1"
 
 struct restore_wset_hdr {
@@ -56,5 +58,14 @@ int restore_wset_load(const char *path, uint64_t size, struct restore_wset_range
 
 /* Copy the pages of RANGES (checked by restore_wset_load against SIZE) into
  * private memory of the mapping at HOST. */
+/* The read set: the same for the pages the restore only read (present and
+ * still the image's page cache), the first RESTORE_RSET_MAX_PAGES of them,
+ * in a file of the same format (IMAGE.rset). Later restores map them into
+ * KVM's stage-2 tables ahead (vm_prefault) where the host's KVM can. */
+int restore_rset_record(const void *host, uint64_t size, const char *path, uint32_t *pages,
+			struct sm_error *err);
+int restore_rset_load(const char *path, uint64_t size, struct restore_wset_range **ranges,
+		      uint32_t *count, struct sm_error *err);
+
 int restore_wset_apply(void *host, uint64_t size, const struct restore_wset_range *ranges,
 		       uint32_t count, struct sm_error *err);

@@ -44,7 +44,7 @@ vmlinux=$(kernel/build.sh)
 echo "setup: guest kernel at $vmlinux"
 
 echo "setup: emulated KVM host kernel"
-tests/kvmhost/prepare
+tests/kvmhost/prepare --refresh
 
 echo "setup: building the project in ./build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -146,6 +146,8 @@ static void print_timing(const struct restore_timings *t)
 	p = put_ms(p, "vm_devices_ms", t->vm.devices_ms);
 	p = put_ms(p, "vm_vcpus_ms", t->vm.vcpus_ms);
 	p = put_int(p, "wset_pages", t->wset_pages);
+	p = put_int(p, "prefault_pages", t->prefault_pages);
+	p = put_ms(p, "prefault_ms", t->prefault_ms);
 	p = put_int(p, "conn_kept", (unsigned)t->conn_kept);
 	p = put_int(p, "dry_run", (unsigned)t->dry_run);
 	p = put_int(p, "exits_io", t->exits.io);

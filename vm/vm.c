@@ -67,6 +67,7 @@ struct vm {
 	int dry_run;	       /* vm_config.dry_run: vCPUs never enter the guest */
 	int dry_left;	       /* dry run: vCPU threads not yet at their first KVM_RUN */
 	uint64_t first_run_ns; /* vm_first_run_ms() in ns; written once (CAS from 0) */
+	int prefault_checked, prefault_ok; /* KVM_CAP_PRE_FAULT_MEMORY, asked once */
 };
 
 static double mono_ms(void)
@@ -74,6 +75,44 @@ static double mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Linux 6.10's uapi (not in bookworm's headers). */
+#ifndef KVM_CAP_PRE_FAULT_MEMORY
+#define KVM_CAP_PRE_FAULT_MEMORY 236
+struct kvm_pre_fault_memory {
+	__u64 gpa;
+	__u64 size;
+	__u64 flags;
+	__u64 padding[5];
+};
+#define KVM_PRE_FAULT_MEMORY _IOWR(KVMIO, 0xd5, struct kvm_pre_fault_memory)
+#endif
+
+int vm_prefault(struct vm *vm, uint64_t gpa, uint64_t len, struct sm_error *err)
+{
+	if (!vm->prefault_checked) {
+		vm->prefault_ok =
+			ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_PRE_FAULT_MEMORY) > 0;
+		vm->prefault_checked = 1;
+	}
+	if (!vm->prefault_ok)
+		return sm_error_set(err, EOPNOTSUPP, "KVM_PRE_FAULT_MEMORY: not supported");
+	if (!sm_range_ok(gpa, len, vm->mem.size))
+		return sm_error_set(err, EINVAL, "prefault range outside guest RAM");
+	/* The ioctl advances gpa/size as it goes and may stop early (a signal,
+	 * rescheduling): go on until all of it is mapped. */
+	struct kvm_pre_fault_memory pf = {.gpa = gpa, .size = len};
+	while (pf.size) {
+		uint64_t left = pf.size;
+		if (ioctl(vm->vcpus[0].fd, KVM_PRE_FAULT_MEMORY, &pf) < 0) {
+			if (errno != EINTR && errno != EAGAIN)
+				return sm_error_errno(err, errno, "KVM_PRE_FAULT_MEMORY");
+		} else if (pf.size >= left) {
+			return sm_error_set(err, EIO, "KVM_PRE_FAULT_MEMORY made no progress");
+		}
+	}
+	return 0;
 }
 
 void vm_get_timings(const struct vm *vm, struct vm_timings *t)

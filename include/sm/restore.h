@@ -62,26 +62,30 @@ struct restore_opts {
 /* Where a restore spent its time, in milliseconds from the start of
  * restore_run(). */
 struct restore_timings {
-	double validate_ms;    /* open, check header/table, read and check vmstate */
-	double memory_ms;      /* memory image ready (cache hit, or unpacked) */
-	double create_ms;      /* VM created over the copy-on-write mapping */
-	double state_ms;       /* vCPU, VM and device state loaded */
-	double resume_ms;      /* vCPU threads started (vm_start returned) */
-	double first_run_ms;   /* the first KVM_RUN called (a dry run: reached);
-				* the end of the host-side restore work */
-	double agent_ms;       /* connected to the guest agent (the kept connection:
-				* at once) */
-	double done_ms;	       /* command finished */
-	double teardown_ms;    /* VM destroyed, everything released (the end; after
-				* on_done) */
-	int cache_hit;	       /* the memory image was already cached */
-	uint32_t wset_pages;   /* pages copied ahead from the image's write set
-				* (restore/wset.h; part of create_ms) */
-	int conn_kept;	       /* the snapshot's kept agent connection was used
-				* (no reconnect; vm_take_kept_conn) */
-	int dry_run;	       /* restore_opts.dry_run: the guest did not run */
-	struct vm_timings vm;  /* vm_create()'s own split of create_ms */
-	struct vm_exits exits; /* the VM's exits to user space up to done_ms */
+	double validate_ms;	 /* open, check header/table, read and check vmstate */
+	double memory_ms;	 /* memory image ready (cache hit, or unpacked) */
+	double create_ms;	 /* VM created over the copy-on-write mapping */
+	double state_ms;	 /* vCPU, VM and device state loaded */
+	double resume_ms;	 /* vCPU threads started (vm_start returned) */
+	double first_run_ms;	 /* the first KVM_RUN called (a dry run: reached);
+				  * the end of the host-side restore work */
+	double agent_ms;	 /* connected to the guest agent (the kept connection:
+				  * at once) */
+	double done_ms;		 /* command finished */
+	double teardown_ms;	 /* VM destroyed, everything released (the end; after
+				  * on_done) */
+	int cache_hit;		 /* the memory image was already cached */
+	uint32_t wset_pages;	 /* pages copied ahead from the image's write set
+				  * (restore/wset.h; part of create_ms) */
+	uint32_t prefault_pages; /* pages mapped into KVM's stage-2 tables ahead
+				  * (write and read set, vm_prefault; 0 where the
+				  * host's KVM cannot) */
+	double prefault_ms;	 /* the time that took (part of state_ms) */
+	int conn_kept;		 /* the snapshot's kept agent connection was used
+				  * (no reconnect; vm_take_kept_conn) */
+	int dry_run;		 /* restore_opts.dry_run: the guest did not run */
+	struct vm_timings vm;	 /* vm_create()'s own split of create_ms */
+	struct vm_exits exits;	 /* the VM's exits to user space up to done_ms */
 	/* lazy_uffd only: what the userfaultfd handler did up to the VM's end */
 	uint64_t uffd_faults;	    /* fault messages */
 	uint64_t uffd_copied_pages; /* pages decompressed and copied in */

@@ -498,6 +498,14 @@ const char *vm_cmdline(const struct vm *vm);
 /* Guest RAM as this VM maps it; valid until vm_destroy(). */
 const struct vm_mem *vm_memory(const struct vm *vm);
 
+/* Map guest RAM [GPA, GPA+LEN) into KVM's stage-2 (NPT/EPT) tables ahead of
+ * the guest's first touch (KVM_PRE_FAULT_MEMORY, Linux >= 6.10, TDP hosts),
+ * through vCPU 0 in its current state: call after the vCPU state is set and
+ * before vm_start(). Each page is mapped as a guest read would map it
+ * (read-only where the host's page is not yet writable). -EOPNOTSUPP when
+ * this host's KVM has no such ioctl (then nothing is done). */
+int vm_prefault(struct vm *vm, uint64_t gpa, uint64_t len, struct sm_error *err);
+
 /* Stop (if running), join threads, free everything. NULL is fine. */
 void vm_destroy(struct vm *vm);
 

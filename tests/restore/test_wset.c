@@ -3,7 +3,8 @@
  * of an image holds exactly the pages written (not those only read), comes
  * back from its file as the same ranges, is copied ahead by apply (recorded
  * again from a fresh view it is the same), stops at RESTORE_WSET_MAX_PAGES,
- * and every malformed file is refused. */
+ * and every malformed file is refused. The read set, recorded from the same
+ * view, holds the pages only read (and never one written). */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -112,6 +113,53 @@ static void test_record_load_apply(void **state)
 	free(r);
 }
 
+static int in_ranges(const struct restore_wset_range *r, uint32_t n, uint64_t off)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (off >= r[i].offset && off - r[i].offset < r[i].length)
+			return 1;
+	return 0;
+}
+
+static void test_read_set(void **state)
+{
+	(void)state;
+	char rset[80];
+	snprintf(rset, sizeof(rset), "%s.rset", wset);
+	uint8_t *m = map_image();
+	volatile uint8_t sink = 0;
+	for (uint32_t i = 0; i < 64; i++)
+		sink += m[(200 + i) * 4096];
+	sink += m[3000 * 4096 + 5];
+	(void)sink;
+	m[3 * 4096] = 1;
+	m[201 * 4096] = 1; /* read, then written: a private copy now */
+	uint32_t pages = 0;
+	struct sm_error err = {0};
+	assert_int_equal(restore_rset_record(m, SIZE, rset, &pages, &err), 0);
+	munmap(m, SIZE);
+	struct restore_wset_range *r = NULL;
+	uint32_t n = 0;
+	assert_int_equal(restore_rset_load(rset, SIZE, &r, &n, &err), 0);
+	uint32_t sum = 0;
+	for (uint32_t i = 0; i < n; i++)
+		sum += (uint32_t)(r[i].length / 4096);
+	assert_int_equal(sum, pages);
+	/* Every page read is in it (the kernel may have mapped neighbours of
+	 * a faulting page in the same go: those are in it too); the written
+	 * ones and pages far from any read are not. */
+	for (uint32_t i = 0; i < 64; i++)
+		if (i != 1)
+			assert_true(in_ranges(r, n, (uint64_t)(200 + i) * 4096));
+	assert_true(in_ranges(r, n, 3000ULL * 4096));
+	assert_false(in_ranges(r, n, 201ULL * 4096));
+	assert_false(in_ranges(r, n, 3ULL * 4096));
+	assert_false(in_ranges(r, n, 1000ULL * 4096));
+	assert_true(pages >= 64 && pages <= 64 + 64);
+	free(r);
+	unlink(rset);
+}
+
 static void test_cap(void **state)
 {
 	(void)state;
@@ -196,6 +244,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_record_load_apply),
+		cmocka_unit_test(test_read_set),
 		cmocka_unit_test(test_cap),
 		cmocka_unit_test(test_hostile),
 	};
