@@ -66,12 +66,12 @@ for n in range(len(s["cold"]), runs):
           f"{f['to_first_run_ms'] if f else '-'} ms, cold boot {ms:.0f} ms",
           file=sys.stderr, flush=True)
     json.dump(s, open(out + "/samples.json", "w"))
-# For the direct part: the snapshot and the write set its restores recorded
+# For the direct part: the snapshot and the write and read sets its restores recorded
 # (a dry run copies it ahead as a real restore does, and records none).
 shutil.copy(st.snap, out + "/snap")
 os.makedirs(out + "/memory", exist_ok=True)
 for f in os.listdir(st.tmp + "/cache/memory"):
-    if f.endswith(".wset"):
+    if f.endswith((".wset", ".rset")):
         shutil.copy(st.tmp + "/cache/memory/" + f, out + "/memory/" + f)
 PY
 
