@@ -100,17 +100,20 @@ int vm_prefault(struct vm *vm, uint64_t gpa, uint64_t len, struct sm_error *err)
 		return sm_error_set(err, EOPNOTSUPP, "KVM_PRE_FAULT_MEMORY: not supported");
 	if (!sm_range_ok(gpa, len, vm->mem.size))
 		return sm_error_set(err, EINVAL, "prefault range outside guest RAM");
-	/* The ioctl advances gpa/size as it goes and may stop early (a signal,
-	 * rescheduling): go on until all of it is mapped. */
+	/* Guest RAM is memory slot 0 at guest-physical 0 (vm_create), so an
+	 * offset into it is its gpa. The ioctl advances gpa/size as it goes
+	 * and may stop early (a signal, rescheduling): go on until all of it
+	 * is mapped, but not forever where it makes no progress. */
 	struct kvm_pre_fault_memory pf = {.gpa = gpa, .size = len};
-	while (pf.size) {
+	for (int stuck = 0; pf.size;) {
 		uint64_t left = pf.size;
-		if (ioctl(vm->vcpus[0].fd, KVM_PRE_FAULT_MEMORY, &pf) < 0) {
-			if (errno != EINTR && errno != EAGAIN)
-				return sm_error_errno(err, errno, "KVM_PRE_FAULT_MEMORY");
-		} else if (pf.size >= left) {
+		int r = ioctl(vm->vcpus[0].fd, KVM_PRE_FAULT_MEMORY, &pf);
+		if (r < 0 && errno != EINTR && errno != EAGAIN)
+			return sm_error_errno(err, errno, "KVM_PRE_FAULT_MEMORY");
+		if (pf.size < left)
+			stuck = 0;
+		else if (++stuck > 64)
 			return sm_error_set(err, EIO, "KVM_PRE_FAULT_MEMORY made no progress");
-		}
 	}
 	return 0;
 }
