@@ -221,11 +221,11 @@ PY
 fi
 bench_samples
 python3 - "$out/samples.json" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 from benchlib import row
 s = json.load(open(sys.argv[1]))
 print(f"samples: {json.dumps(s)}", file=sys.stderr)
-where = "inside QEMU TCG nested KVM (absolute times are not bare metal)"
+where = "inside QEMU TCG nested KVM (absolute times are not bare metal); " + os.environ.get("SM_BENCH_L1", "")
 phases = ("pull_ms", "unpack_ms", "boot_ms", "ready_ms", "warmup_ms", "capture_ms", "write_ms",
           "publish_ms", "total_ms")
 for img, r in s["images"].items():

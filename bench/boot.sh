@@ -91,7 +91,7 @@ PY
 bench_kvmhost --timeout $((120 + runs * 90)) --rw "$out" -- python3 "$out/inner.py" "$out" "$build/tools/smrun" "$runs"
 bench_samples
 python3 - "$out/samples.json" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 s = json.load(open(sys.argv[1]))
 fails = s.pop("failures", {})
 m = {k: statistics.median(v) for k, v in s.items() if v}
@@ -100,7 +100,7 @@ if "smrun" not in m or "qemu" not in m:
 n = len(s["smrun"])
 print(f"samples: {json.dumps(s)}", file=sys.stderr)
 note = ("VMM start to 'sminit: ready' on serial; inside QEMU TCG nested KVM; same kernel, "
-        f"initramfs, cmdline; qemu n={len(s['qemu'])}; failed boots {fails}")
+        f"initramfs, cmdline; qemu n={len(s['qemu'])}; failed boots {fails}") + "; " + os.environ.get("SM_BENCH_L1", "")
 print(json.dumps({"area": "boot", "metric": "start_to_agent_ready", "unit": "ms",
                   "value": round(m["smrun"], 1), "n": n, "peer": "qemu -M microvm",
                   "peer_value": round(m["qemu"], 1), "ratio": round(m["smrun"] / m["qemu"], 3),

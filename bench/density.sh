@@ -133,11 +133,11 @@ bench_kvmhost --mem "$host_mib" --timeout $((300 + total)) --rw "$out" -- \
 	python3 "$out/inner.py" "$out" "$build" "$guest_mib" "${counts[@]}"
 bench_samples
 python3 - "$out/samples.json" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 s = json.load(open(sys.argv[1]))
 print(f"samples: {json.dumps(s)}", file=sys.stderr)
 where = (f"{s['guest_mib']} MiB guests, one snapshot, inside QEMU TCG nested KVM "
-         f"(emulated host {s['host_mem_total_kib'] // 1024} MiB)")
+         f"(emulated host {s['host_mem_total_kib'] // 1024} MiB)") + "; " + os.environ.get("SM_BENCH_L1", "")
 def row(metric, unit, value, n, note, better):
     print(json.dumps({"area": "density", "metric": metric, "unit": unit, "value": value, "n": n,
                       "peer": None, "peer_value": None, "ratio": None, "better": better,

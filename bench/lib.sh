@@ -7,15 +7,22 @@
 #                             temporary directory under the build, removed on
 #                             exit) holding vmlinux and initrd.cpio (the
 #                             agent's initramfs); sets build, kernel, out
-#   bench_kvmhost ARGS...     tests/kvmhost/run ARGS (its output to stderr);
-#                             a failed emulated host is reported, not fatal:
-#                             the caller uses the samples collected so far
+#   bench_kvmhost ARGS...     tests/kvmhost/run --no-aslr ARGS (its output
+#                             to stderr); a failed emulated host is
+#                             reported, not fatal: the caller uses the
+#                             samples collected so far
 #   bench_samples             fail unless $out/samples.json exists; copy it
 #                             to $SM_BENCH_OUT/AREA.samples.json when set
 #   bench_die MSG             "AREA bench: MSG" on stderr, exit 1
 #
 # Env: SM_BUILD (default build), SM_KERNEL (default kernel/build.sh --path),
-#      SM_BENCH_CONSOLE=1 (copy the emulated host's console to stderr).
+#      SM_BENCH_CONSOLE=1 (copy the emulated host's console to stderr),
+#      SM_BENCH_ASLR=1 (keep address space randomization in the emulated
+#      host; by default it is off there: under QEMU TCG every start of a
+#      program loaded at new random addresses costs ~20 ms that hardware
+#      does not pay, most of a short process's start. It is the emulated
+#      host's setting, the same for every tool and peer measured in it;
+#      rows say which in their note: $SM_BENCH_L1, set here).
 # Python parts inside the emulated host import bench/benchlib.py (PYTHONPATH
 # is set here; the harness keeps the environment and working directory).
 
@@ -41,8 +48,16 @@ bench_init() {
 	export PYTHONPATH="$PWD/bench${PYTHONPATH:+:$PYTHONPATH}" PYTHONDONTWRITEBYTECODE=1
 }
 
+if [ "${SM_BENCH_ASLR:-0}" = 1 ]; then
+	bench_aslr=()
+	export SM_BENCH_L1="ASLR on in the emulated host (SM_BENCH_ASLR=1)"
+else
+	bench_aslr=(--no-aslr)
+	export SM_BENCH_L1="ASLR off in the emulated host (norandmaps, bench/lib.sh)"
+fi
+
 bench_kvmhost() {
-	tests/kvmhost/run ${SM_BENCH_CONSOLE:+--console} "$@" >&2 ||
+	tests/kvmhost/run ${SM_BENCH_CONSOLE:+--console} "${bench_aslr[@]}" "$@" >&2 ||
 		echo "$bench_area bench: the emulated host failed; using the samples collected so far" >&2
 }
 

@@ -45,6 +45,8 @@ def floor():
 s = load_samples(out + "/samples.json",
                  {"bake_ms": None, "first_restore_ms": None, "first_cache_hit": None,
                   "restore": [], "cold": [], "phases": [], "floor": []})
+# What the rows' note says of ASLR, as this host has it (bench/lib.sh).
+s["l1_randomize_va_space"] = int(open("/proc/sys/kernel/randomize_va_space").read())
 if s["first_restore_ms"] is None:
     s["bake_ms"], _ = st.timed(st.smrun_cmd("--mem", "256", "--snapshot-out", st.snap))
     s["first_restore_ms"], log = st.timed(restore)
@@ -118,14 +120,16 @@ PY
 fi
 bench_samples
 python3 - "$out/samples.json" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 from benchlib import row
 s = json.load(open(sys.argv[1]))
 if not s["restore"] or not s["cold"]:
     sys.exit("restore bench: no complete samples")
 r, c = statistics.median(s["restore"]), statistics.median(s["cold"])
 print(f"samples: {json.dumps(s)}", file=sys.stderr)
-where = "inside QEMU TCG nested KVM (absolute times are not bare metal)"
+where = ("inside QEMU TCG nested KVM (absolute times are not bare metal); "
+         + os.environ.get("SM_BENCH_L1", "")
+         + f" (randomize_va_space {s.get('l1_randomize_va_space')})")
 med = lambda v: statistics.median(v) if v else None
 row("restore", "run_true", "ms", round(r, 1), len(s["restore"]), "smrun cold boot", round(c, 1),
     note="wall time of `smrestore SNAP -- true` (memory cached) vs `smrun -- true`, "

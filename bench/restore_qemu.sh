@@ -178,14 +178,14 @@ PY
 bench_kvmhost --timeout $((300 + runs * 60)) --rw "$out" -- python3 "$out/inner.py" "$out" "$build" "$runs"
 bench_samples
 python3 - "$out/samples.json" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 s = json.load(open(sys.argv[1]))
 print(f"samples: {json.dumps(s)}", file=sys.stderr)
 q = s["qemu_incoming_running_ms"]
 if not q or not s["smrestore_run_true_ms"]:
     sys.exit("restore_qemu bench: no complete samples")
 qm = statistics.median(q)
-where = "inside QEMU TCG nested KVM (absolute times are not bare metal); 256 MiB guests"
+where = "inside QEMU TCG nested KVM (absolute times are not bare metal); 256 MiB guests; " + os.environ.get("SM_BENCH_L1", "")
 peer = "qemu -M microvm -incoming exec:cat FILE"
 def row(metric, v, n, note):
     print(json.dumps({"area": "restore_qemu", "metric": metric, "unit": "ms",
